@@ -1,0 +1,1 @@
+//! tandem: a collaborative text editing server for Yjs clients.
