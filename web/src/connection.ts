@@ -1,0 +1,100 @@
+// Turns the WebSocket provider's events into the one status line the editor shows.
+//
+// "connected": the socket is open and both sides have exchanged what the other lacked.
+// "connecting": the first connection (or a sync) is under way.
+// "reconnecting": the connection dropped; y-websocket retries by itself with a short backoff.
+// "offline": the connection is down and this page holds edits the server has not received. They are kept in
+//            IndexedDB, so they survive closing the tab, and are sent when the connection is back.
+import type * as Y from 'yjs';
+import type { WebsocketProvider } from 'y-websocket';
+
+export type Status = 'connecting' | 'connected' | 'reconnecting' | 'offline';
+
+export interface StatusView {
+  status: Status;
+  label: string;
+  detail: string;
+}
+
+export class ConnectionMonitor {
+  private everConnected = false;
+  private unsynced = 0;
+  private timer: number;
+  private last = '';
+  private readonly onUpdate = (_update: Uint8Array, origin: unknown) => {
+    if (origin === this.provider || this.ignoredOrigins.includes(origin)) return;
+    if (!this.isLive()) this.unsynced += 1;
+    this.refresh();
+  };
+  private readonly onStatus = () => this.refresh();
+  private readonly onNetwork = () => {
+    // Chromium keeps a socket open for a while after the network goes; stop using it at once, and start again
+    // as soon as the network is back rather than waiting for the next backoff step.
+    if (navigator.onLine) this.provider.connect();
+    else this.provider.disconnect();
+    this.refresh();
+  };
+
+  constructor(
+    private readonly provider: WebsocketProvider,
+    private readonly doc: Y.Doc,
+    private readonly ignoredOrigins: unknown[],
+    private readonly render: (view: StatusView) => void,
+  ) {
+    doc.on('update', this.onUpdate);
+    provider.on('status', this.onStatus);
+    provider.on('sync', this.onStatus);
+    window.addEventListener('online', this.onNetwork);
+    window.addEventListener('offline', this.onNetwork);
+    // Buffered bytes drain without an event, so look again now and then.
+    this.timer = window.setInterval(() => this.refresh(), 1000);
+    this.refresh();
+  }
+
+  destroy(): void {
+    this.doc.off('update', this.onUpdate);
+    this.provider.off('status', this.onStatus);
+    this.provider.off('sync', this.onStatus);
+    window.removeEventListener('online', this.onNetwork);
+    window.removeEventListener('offline', this.onNetwork);
+    window.clearInterval(this.timer);
+  }
+
+  /** The socket is open, synced, and has handed everything written so far to the network. */
+  private isLive(): boolean {
+    const ws = this.provider.ws;
+    return this.provider.wsconnected && this.provider.synced && ws !== null && ws.bufferedAmount === 0;
+  }
+
+  private refresh(): void {
+    if (this.isLive()) {
+      this.everConnected = true;
+      this.unsynced = 0;
+    }
+    const view = this.describe();
+    const key = `${view.status}|${view.label}|${view.detail}`;
+    if (key !== this.last) {
+      this.last = key;
+      this.render(view);
+    }
+  }
+
+  private describe(): StatusView {
+    if (this.provider.wsconnected && this.provider.synced) {
+      return { status: 'connected', label: 'Connected', detail: 'Changes are shared as you type.' };
+    }
+    if (this.unsynced > 0) {
+      const edits = this.unsynced === 1 ? '1 unsynced edit' : `${this.unsynced} unsynced edits`;
+      return {
+        status: 'offline',
+        label: `Offline · ${edits}`,
+        detail: 'Your edits are saved in this browser and will be sent when the connection is back.',
+      };
+    }
+    if (!this.everConnected) {
+      return { status: 'connecting', label: 'Connecting…', detail: 'Opening the live connection.' };
+    }
+    const detail = navigator.onLine ? 'The connection dropped; trying again.' : 'This device is offline; waiting for the network.';
+    return { status: 'reconnecting', label: 'Reconnecting…', detail };
+  }
+}

@@ -1,0 +1,272 @@
+// The page at /: every document, newest first, with create, rename and delete. It re-reads the list every few
+// seconds and whenever the tab regains focus, so changes made elsewhere show up on their own.
+import { ApiError, createDoc, deleteDoc, listDocs, renameDoc, type Doc } from './api';
+import { h, replaceChildren } from './dom';
+import { fullDate, timeAgo } from './time';
+
+const PAGE_SIZE = 50;
+/** The server's largest page; a refresh re-reads what is shown in pages of this size. */
+const MAX_PAGE = 500;
+const REFRESH_MS = 3000;
+
+export function showListPage(main: HTMLElement): void {
+  document.title = 'Documents · tandem';
+  new DocList(main).start();
+}
+
+class DocList {
+  private docs: Doc[] = [];
+  private nextCursor: string | null = null;
+  private loaded = false;
+  private busy = false;
+  private readonly rows = new Map<string, DocRow>();
+  private readonly list = h('ol', { class: 'doc-list', 'aria-label': 'Documents' });
+  private readonly empty = h('p', { class: 'empty', hidden: true }, 'No documents yet. Give the first one a title above.');
+  private readonly more = h('button', { class: 'button more', type: 'button', hidden: true }, 'Show more');
+  private readonly problem = h('p', { class: 'problem', role: 'alert', hidden: true });
+  private readonly titleInput = h('input', {
+    id: 'new-title',
+    class: 'new-title',
+    type: 'text',
+    maxlength: 200,
+    placeholder: 'Title of a new document',
+    autocomplete: 'off',
+  });
+
+  constructor(private readonly main: HTMLElement) {}
+
+  start(): void {
+    const form = h(
+      'form',
+      { class: 'new-doc' },
+      h('label', { class: 'visually-hidden', for: 'new-title' }, 'Title of a new document'),
+      this.titleInput,
+      h('button', { class: 'button button-primary', type: 'submit' }, 'New document'),
+    );
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      void this.create();
+    });
+    this.more.addEventListener('click', () => void this.loadMore());
+    replaceChildren(
+      this.main,
+      h(
+        'section',
+        { class: 'list-page' },
+        h('h1', {}, 'Documents'),
+        form,
+        this.problem,
+        h('p', { class: 'loading', role: 'status' }, 'Loading documents…'),
+        this.list,
+        this.empty,
+        this.more,
+      ),
+    );
+    void this.refresh();
+    window.setInterval(() => void this.refresh(), REFRESH_MS);
+    window.addEventListener('focus', () => void this.refresh());
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible') void this.refresh();
+    });
+  }
+
+  /** Re-reads at least the first page, and as many documents as are already shown. */
+  private async refresh(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const wanted = Math.max(PAGE_SIZE, this.docs.length);
+      const docs: Doc[] = [];
+      let cursor: string | null = null;
+      do {
+        const page = await listDocs(cursor, Math.min(MAX_PAGE, wanted - docs.length));
+        docs.push(...page.docs);
+        cursor = page.next_cursor;
+      } while (cursor && docs.length < wanted);
+      this.docs = docs;
+      this.nextCursor = cursor;
+      this.loaded = true;
+      this.setProblem(null);
+      this.render();
+    } catch (err) {
+      this.setProblem(err instanceof ApiError && err.unreachable ? 'The server cannot be reached. Retrying…' : describe(err));
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async loadMore(): Promise<void> {
+    if (!this.nextCursor || this.busy) return;
+    this.busy = true;
+    try {
+      const page = await listDocs(this.nextCursor, PAGE_SIZE);
+      const known = new Set(this.docs.map((d) => d.id));
+      this.docs.push(...page.docs.filter((d) => !known.has(d.id)));
+      this.nextCursor = page.next_cursor;
+      this.render();
+      this.setProblem(null);
+    } catch (err) {
+      this.setProblem(describe(err));
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async create(): Promise<void> {
+    const title = this.titleInput.value.trim() || 'Untitled';
+    try {
+      const doc = await createDoc(title);
+      location.assign(`/d/${encodeURIComponent(doc.id)}`);
+    } catch (err) {
+      this.setProblem(describe(err));
+    }
+  }
+
+  private setProblem(message: string | null): void {
+    this.problem.hidden = message === null;
+    this.problem.textContent = message ?? '';
+  }
+
+  /** Brings the rows in line with `this.docs`, keeping rows (and the focus inside them) that still exist. */
+  private render(): void {
+    this.main.querySelector('.loading')?.remove();
+    const seen = new Set<string>();
+    this.docs.forEach((doc, index) => {
+      seen.add(doc.id);
+      let row = this.rows.get(doc.id);
+      if (!row) {
+        row = new DocRow(doc, {
+          rename: (title) => this.rename(doc.id, title),
+          remove: () => this.remove(doc.id),
+        });
+        this.rows.set(doc.id, row);
+      } else {
+        row.update(doc);
+      }
+      const current = this.list.children[index];
+      if (current !== row.el) this.list.insertBefore(row.el, current ?? null);
+    });
+    for (const [id, row] of this.rows) {
+      if (!seen.has(id)) {
+        row.el.remove();
+        this.rows.delete(id);
+      }
+    }
+    this.empty.hidden = !this.loaded || this.docs.length > 0;
+    this.more.hidden = this.nextCursor === null;
+  }
+
+  private async rename(id: string, title: string): Promise<void> {
+    try {
+      const doc = await renameDoc(id, title);
+      this.docs = this.docs.map((d) => (d.id === id ? doc : d));
+      this.render();
+    } catch (err) {
+      this.setProblem(describe(err));
+    }
+  }
+
+  private async remove(id: string): Promise<void> {
+    try {
+      await deleteDoc(id);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 404)) {
+        this.setProblem(describe(err));
+        return;
+      }
+    }
+    this.docs = this.docs.filter((d) => d.id !== id);
+    this.render();
+    this.titleInput.focus();
+  }
+}
+
+interface RowActions {
+  rename(title: string): Promise<void>;
+  remove(): Promise<void>;
+}
+
+/** One document in the list: a link to it, when it changed, and its rename and delete controls. */
+class DocRow {
+  readonly el = h('li', { class: 'doc-row' });
+  private doc: Doc;
+  private mode: 'view' | 'rename' | 'confirm' = 'view';
+
+  constructor(doc: Doc, private readonly actions: RowActions) {
+    this.doc = doc;
+    this.el.dataset.id = doc.id;
+    this.draw();
+  }
+
+  update(doc: Doc): void {
+    const changed = doc.title !== this.doc.title || doc.updated_at !== this.doc.updated_at;
+    this.doc = doc;
+    // Leave the row alone while someone is typing a new title or confirming a delete in it.
+    if (changed && this.mode === 'view') this.draw();
+  }
+
+  private draw(): void {
+    const doc = this.doc;
+    const title = doc.title || 'Untitled';
+    const main = h(
+      'div',
+      { class: 'doc-main' },
+      h('a', { class: 'doc-title', href: `/d/${encodeURIComponent(doc.id)}` }, title),
+      h('time', { class: 'doc-updated', datetime: doc.updated_at, title: fullDate(doc.updated_at) }, `Edited ${timeAgo(doc.updated_at)}`),
+    );
+    if (this.mode === 'rename') {
+      replaceChildren(this.el, this.renameForm(title));
+    } else if (this.mode === 'confirm') {
+      const yes = h('button', { class: 'button button-danger', type: 'button' }, 'Delete');
+      const no = h('button', { class: 'button', type: 'button' }, 'Cancel');
+      yes.addEventListener('click', () => {
+        this.mode = 'view';
+        void this.actions.remove();
+      });
+      no.addEventListener('click', () => this.switchTo('view', '.rename'));
+      replaceChildren(this.el, h('div', { class: 'doc-confirm', role: 'group', 'aria-label': `Delete ${title}?` }, h('span', {}, `Delete “${title}” for everyone?`), yes, no));
+      no.focus();
+    } else {
+      const rename = h('button', { class: 'button button-quiet rename', type: 'button', 'aria-label': `Rename ${title}` }, 'Rename');
+      const remove = h('button', { class: 'button button-quiet delete', type: 'button', 'aria-label': `Delete ${title}` }, 'Delete');
+      rename.addEventListener('click', () => this.switchTo('rename', '.rename-input'));
+      remove.addEventListener('click', () => this.switchTo('confirm', null));
+      replaceChildren(this.el, main, h('div', { class: 'doc-actions' }, rename, remove));
+    }
+  }
+
+  private switchTo(mode: 'view' | 'rename' | 'confirm', focus: string | null): void {
+    this.mode = mode;
+    this.draw();
+    if (focus) (this.el.querySelector(focus) as HTMLElement | null)?.focus();
+  }
+
+  private renameForm(title: string): HTMLFormElement {
+    const input = h('input', { class: 'rename-input', type: 'text', maxlength: 200, 'aria-label': 'New title', value: title });
+    const form = h(
+      'form',
+      { class: 'rename-form' },
+      input,
+      h('button', { class: 'button button-primary', type: 'submit' }, 'Save'),
+      h('button', { class: 'button cancel', type: 'button' }, 'Cancel'),
+    );
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const wanted = input.value.trim() || 'Untitled';
+      this.mode = 'view';
+      this.draw();
+      (this.el.querySelector('.rename') as HTMLElement | null)?.focus();
+      if (wanted !== this.doc.title) void this.actions.rename(wanted);
+    });
+    form.querySelector('.cancel')?.addEventListener('click', () => this.switchTo('view', '.rename'));
+    input.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') this.switchTo('view', '.rename');
+    });
+    queueMicrotask(() => input.select());
+    return form;
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
