@@ -84,11 +84,10 @@ export class ConnectionMonitor {
       return { status: 'connected', label: 'Connected', detail: 'Changes are shared as you type.' };
     }
     if (this.unsynced > 0) {
-      const edits = this.unsynced === 1 ? '1 unsynced edit' : `${this.unsynced} unsynced edits`;
       return {
         status: 'offline',
-        label: `Offline · ${edits}`,
-        detail: 'Your edits are saved in this browser and will be sent when the connection is back.',
+        label: 'Offline · unsynced edits',
+        detail: 'Your edits are kept in this browser, even if you close the tab, and are sent when the connection is back.',
       };
     }
     if (!this.everConnected) {

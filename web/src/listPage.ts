@@ -191,6 +191,8 @@ class DocRow {
   readonly el = h('li', { class: 'doc-row' });
   private doc: Doc;
   private mode: 'view' | 'rename' | 'confirm' = 'view';
+  /** The "edited ... ago" text on show, redrawn when the clock moves it on. */
+  private shownAge = '';
 
   constructor(doc: Doc, private readonly actions: RowActions) {
     this.doc = doc;
@@ -199,7 +201,7 @@ class DocRow {
   }
 
   update(doc: Doc): void {
-    const changed = doc.title !== this.doc.title || doc.updated_at !== this.doc.updated_at;
+    const changed = doc.title !== this.doc.title || timeAgo(doc.updated_at) !== this.shownAge;
     this.doc = doc;
     // Leave the row alone while someone is typing a new title or confirming a delete in it.
     if (changed && this.mode === 'view') this.draw();
@@ -208,11 +210,12 @@ class DocRow {
   private draw(): void {
     const doc = this.doc;
     const title = doc.title || 'Untitled';
+    this.shownAge = timeAgo(doc.updated_at);
     const main = h(
       'div',
       { class: 'doc-main' },
       h('a', { class: 'doc-title', href: `/d/${encodeURIComponent(doc.id)}` }, title),
-      h('time', { class: 'doc-updated', datetime: doc.updated_at, title: fullDate(doc.updated_at) }, `Edited ${timeAgo(doc.updated_at)}`),
+      h('time', { class: 'doc-updated', datetime: doc.updated_at, title: fullDate(doc.updated_at) }, `Edited ${this.shownAge}`),
     );
     if (this.mode === 'rename') {
       replaceChildren(this.el, this.renameForm(title));

@@ -1,0 +1,137 @@
+// Starts and stops the real tandem binary for the browser tests. The port is chosen once, so pages keep
+// reconnecting to the same address across a restart, and the database file stays in the work folder.
+import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.unref();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+export class TandemServer {
+  /** @param {{ bin: string, work: string, port: number }} opts */
+  constructor({ bin, work, port }) {
+    this.bin = bin;
+    this.work = work;
+    this.port = port;
+    this.dbPath = join(work, 'tandem.db');
+    this.logPath = join(work, 'server.log');
+    this.child = null;
+    this.starts = 0;
+  }
+
+  static async create(bin, work) {
+    const server = new TandemServer({ bin, work, port: await freePort() });
+    // An empty file is a valid empty SQLite database, so the server does not need to create it.
+    await writeFile(server.dbPath, '');
+    return server;
+  }
+
+  get base() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get running() {
+    return this.child !== null;
+  }
+
+  async start() {
+    if (this.child) throw new Error('tandem is already running');
+    this.starts += 1;
+    const log = createWriteStream(this.logPath, { flags: 'a' });
+    log.write(`\n=== start #${this.starts} on port ${this.port} ===\n`);
+    const child = spawn(this.bin, [], {
+      env: {
+        ...process.env,
+        TANDEM_LISTEN: `127.0.0.1:${this.port}`,
+        DATABASE_URL: `sqlite://${this.dbPath}`,
+        RUST_LOG: process.env.RUST_LOG ?? 'tandem=debug,tower_http=info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.pipe(log, { end: false });
+    child.stderr.pipe(log, { end: false });
+    let exited = null;
+    child.on('exit', (code, signal) => {
+      exited = { code, signal };
+      if (this.child === child) this.child = null;
+    });
+    this.child = child;
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      if (exited) throw new Error(`tandem exited during start (${JSON.stringify(exited)}); see ${this.logPath}`);
+      try {
+        const res = await fetch(`${this.base}/readyz`);
+        if (res.ok) return;
+      } catch {
+        // not listening yet
+      }
+      await sleep(100);
+    }
+    await this.stop();
+    throw new Error(`tandem did not become ready within 30 s; see ${this.logPath}`);
+  }
+
+  /** Stops the server the way an operator would (SIGTERM, so it flushes), killing it if it hangs. */
+  async stop() {
+    const child = this.child;
+    if (!child) return;
+    const done = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await done;
+    clearTimeout(timer);
+    this.child = null;
+  }
+
+  async restart() {
+    await this.stop();
+    await this.start();
+  }
+
+  async logTail(lines = 40) {
+    try {
+      const text = await readFile(this.logPath, 'utf8');
+      return text.split('\n').slice(-lines).join('\n');
+    } catch {
+      return '(no server log)';
+    }
+  }
+
+  // REST helpers: the tests use the public API the same way any other client would.
+  async api(method, path, body) {
+    const res = await fetch(`${this.base}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path} -> ${res.status}: ${text}`);
+    const type = res.headers.get('content-type') ?? '';
+    if (res.status === 204 || text === '') return null;
+    return type.includes('application/json') ? JSON.parse(text) : text;
+  }
+
+  createDoc(title) {
+    return this.api('POST', '/api/docs', { title });
+  }
+
+  renameDoc(id, title) {
+    return this.api('PATCH', `/api/docs/${id}`, { title });
+  }
+
+  docText(id) {
+    return this.api('GET', `/api/docs/${id}/text`);
+  }
+}
