@@ -140,5 +140,6 @@ const passed = results.filter((r) => r.ok).length;
 const failed = results.length - passed;
 const total = ((Date.now() - started) / 1000).toFixed(1);
 await writeFile(join(shotsDir, 'summary.txt'), results.map((r) => `${r.ok ? 'ok  ' : 'FAIL'} ${r.key}`).join('\n') + '\n');
-console.log(`browser e2e: ${passed} passed, ${failed} failed in ${total} s; screenshots in ${shotsDir}`);
+const verdict = failed === 0 ? `all ${passed} scenarios passed` : `${failed} of ${results.length} scenarios FAILED`;
+console.log(`browser e2e: ${verdict} in ${total} s; screenshots in ${shotsDir}`);
 process.exit(failed === 0 && results.length > 0 ? 0 : 1);
