@@ -39,7 +39,12 @@ export function status(page) {
 }
 
 export async function waitForStatus(page, wanted, timeout = WAIT_MS) {
-  await waitUntil(`status "${wanted}"`, async () => (await status(page)) === wanted, timeout);
+  let seen = null;
+  try {
+    await waitUntil(`status "${wanted}"`, async () => (seen = await status(page)) === wanted, timeout);
+  } catch (err) {
+    throw new Error(`${err.message}; the page says "${seen}"`);
+  }
 }
 
 export async function waitForText(page, what, predicate, timeout = WAIT_MS) {

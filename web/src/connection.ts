@@ -46,7 +46,7 @@ export class ConnectionMonitor {
     provider.on('sync', this.onStatus);
     window.addEventListener('online', this.onNetwork);
     window.addEventListener('offline', this.onNetwork);
-    // Buffered bytes drain without an event, so look again now and then.
+    // The browser's idea of being online changes without a provider event, so look again now and then.
     this.timer = window.setInterval(() => this.refresh(), 1000);
     this.refresh();
   }
@@ -60,10 +60,12 @@ export class ConnectionMonitor {
     window.clearInterval(this.timer);
   }
 
-  /** The socket is open, synced, and has handed everything written so far to the network. */
+  /**
+   * The socket is open and the first exchange is done: edits go straight out. (The protocol has no
+   * acknowledgements; an edit sent just before a drop is sent again by the sync that follows a reconnect.)
+   */
   private isLive(): boolean {
-    const ws = this.provider.ws;
-    return this.provider.wsconnected && this.provider.synced && ws !== null && ws.bufferedAmount === 0;
+    return this.provider.wsconnected && this.provider.synced;
   }
 
   private refresh(): void {
@@ -80,7 +82,7 @@ export class ConnectionMonitor {
   }
 
   private describe(): StatusView {
-    if (this.provider.wsconnected && this.provider.synced) {
+    if (this.isLive()) {
       return { status: 'connected', label: 'Connected', detail: 'Changes are shared as you type.' };
     }
     if (this.unsynced > 0) {
