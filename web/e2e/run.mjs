@@ -2,12 +2,12 @@
 // Runs the browser scenarios against the real tandem binary in headless Chromium.
 //
 //   node web/e2e/run.mjs --server-bin target/debug/tandem --work /tmp/tandem-e2e --screenshots target/e2e
-//        [--chromium /usr/bin/chromium] [--only typing,cursor]
+//        [--chromium /usr/bin/chromium] [--only typing,cursor] [--readme-shot docs/screenshot.png]
 //
 // The runner starts tandem itself (TANDEM_LISTEN on a free loopback port, DATABASE_URL a SQLite file in the work
 // folder) because some scenarios stop and restart it. It exits non-zero if any scenario fails.
 import { execFileSync } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConsoleWatch, launchBrowser, launchProfile, setIdentity } from './browser.mjs';
@@ -35,6 +35,7 @@ const { values: args } = parseArgs({
     screenshots: { type: 'string', default: 'target/e2e' },
     chromium: { type: 'string' },
     only: { type: 'string' },
+    'readme-shot': { type: 'string' },
   },
 });
 if (!args['server-bin'] || !args.work) {
@@ -134,6 +135,11 @@ try {
 } finally {
   await browser.close().catch(() => undefined);
   await server.stop();
+}
+
+// The picture of two people editing in the README is the end state of the cursor scenario.
+if (args['readme-shot'] && results.some((r) => r.key === 'cursor' && r.ok)) {
+  await copyFile(join(shotsDir, 'remote-cursor.png'), resolve(args['readme-shot']));
 }
 
 const passed = results.filter((r) => r.ok).length;

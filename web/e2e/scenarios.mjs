@@ -34,16 +34,23 @@ async function typing(t) {
 }
 
 async function remoteCursor(t) {
-  const doc = await t.server.createDoc('Cursors');
+  const doc = await t.server.createDoc('Team notes');
   const a = await openDoc(await t.context(...ALICE), t.watch, t.base, doc.id, 'alice');
   const b = await openDoc(await t.context(...BOB), t.watch, t.base, doc.id, 'bob');
-  await typeInto(a, 'The quick brown fox jumps over the lazy dog.');
-  await waitForText(b, 'the sentence in Bob\'s page', (text) => text.endsWith('lazy dog.'));
+  await typeInto(a, 'Launch plan');
+  await a.keyboard.press('Enter');
+  await a.keyboard.press('Enter');
+  await a.keyboard.type('Goals for this week:\n- Ship the shared editor\n- Write the docs\n- Invite the team', { delay: 5 });
+  await waitForText(b, "the notes in Bob's page", (text) => text.endsWith('Invite the team'));
 
-  // Alice selects "quick brown".
+  // Bob puts his caret after "docs"; Alice selects "Ship the shared editor".
+  await b.locator('.cm-line', { hasText: 'Write the docs' }).click();
+  await b.keyboard.press('End');
+  await a.keyboard.press('Control+Home');
+  for (let i = 0; i < 3; i++) await a.keyboard.press('ArrowDown');
   await a.keyboard.press('Home');
-  for (let i = 0; i < 4; i++) await a.keyboard.press('ArrowRight');
-  for (let i = 0; i < 11; i++) await a.keyboard.press('Shift+ArrowRight');
+  for (let i = 0; i < 2; i++) await a.keyboard.press('ArrowRight');
+  await a.keyboard.press('Shift+End');
 
   const label = b.locator('.cm-ySelectionInfo', { hasText: 'Alice' });
   await label.waitFor({ state: 'visible' });
@@ -55,7 +62,7 @@ async function remoteCursor(t) {
   if (look.background !== 'rgb(209, 73, 91)') throw new Error(`Alice's label is not in her colour: ${look.background}`);
   await waitUntil("Alice's selection highlighted in Bob's page", async () => {
     const selected = await b.locator('.cm-ySelection').allTextContents();
-    return selected.join('') === 'quick brown';
+    return selected.join('') === 'Ship the shared editor';
   });
   // Both people are listed on both pages.
   await waitUntil('Alice and Bob listed in Bob\'s page', async () => {
@@ -63,6 +70,7 @@ async function remoteCursor(t) {
     return names.includes('Alice') && names.includes('Bob');
   });
   await waitUntil('Bob listed in Alice\'s page', async () => (await a.locator('.people .person-name').allTextContents()).includes('Bob'));
+  await a.locator('.cm-ySelectionInfo', { hasText: 'Bob' }).waitFor({ state: 'visible' });
   await screenshot(t.shots, 'remote-cursor', [['alice', a], ['bob', b]]);
 }
 
