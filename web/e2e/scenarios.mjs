@@ -30,6 +30,16 @@ async function typing(t) {
   const expected = 'Bob first. Hello from Alice. Alice again, at the end.';
   await bothEqual(a, b, expected);
   await serverHas(t, doc.id, expected);
+
+  // A rename made elsewhere reaches the open pages; a rename typed in one reaches the server.
+  await t.server.renameDoc(doc.id, 'Typing together, renamed');
+  await waitUntil("the new title in Bob's page", async () => (await b.getByLabel('Document title').inputValue()) === 'Typing together, renamed', 10_000);
+  const title = a.getByLabel('Document title');
+  await title.click();
+  await title.fill('Typed by Alice');
+  await title.press('Enter');
+  await waitUntil('the title typed by Alice on the server', async () => (await t.server.api('GET', `/api/docs/${doc.id}`)).title === 'Typed by Alice');
+  await waitUntil("Alice's title in Bob's page", async () => (await b.getByLabel('Document title').inputValue()) === 'Typed by Alice', 10_000);
   await screenshot(t.shots, 'typing', [['alice', a], ['bob', b]]);
 }
 

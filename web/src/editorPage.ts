@@ -64,10 +64,10 @@ function openEditor(main: HTMLElement, id: string, initial: Doc | null): void {
 
   // Header: title, status, people, copy link.
   const titleInput = h('input', {
+    id: 'doc-title',
     class: 'title-input',
     type: 'text',
     maxlength: 200,
-    'aria-label': 'Document title',
     placeholder: 'Untitled',
     value: initial?.title ?? '',
   });
@@ -94,14 +94,20 @@ function openEditor(main: HTMLElement, id: string, initial: Doc | null): void {
       editorHost,
     ),
   );
-  titleInput.id = 'doc-title';
 
   const view = mountEditor(editorHost, text, provider.awareness);
 
   // Title: rename on Enter or when leaving the field; Escape puts the saved title back.
+  let titleTyped = false;
+  titleInput.addEventListener('input', () => {
+    titleTyped = true;
+  });
   const commitTitle = async () => {
     const wanted = titleInput.value.trim() || 'Untitled';
-    if (wanted === savedTitle) {
+    const typed = titleTyped;
+    titleTyped = false;
+    // Only a title the visitor typed is sent: a field that was merely visited must not undo a rename made elsewhere.
+    if (!typed || wanted === savedTitle) {
       titleInput.value = savedTitle;
       return;
     }
@@ -121,6 +127,7 @@ function openEditor(main: HTMLElement, id: string, initial: Doc | null): void {
       titleInput.blur();
     } else if (event.key === 'Escape') {
       titleInput.value = savedTitle;
+      titleTyped = false;
       titleInput.blur();
     }
   });
