@@ -1,1 +1,17 @@
 //! tandem: a collaborative text editing server for Yjs clients.
+//!
+//! A tour, in the order data flows (socket -> actor -> store):
+
+/// Every setting: flag, then `TANDEM_*` environment variable, then default.
+pub mod config;
+/// Shared nouns (`DocId`, `Title`, `Doc`), used by every layer; imports nothing of ours.
+pub mod model;
+/// Startup and graceful shutdown; the one path `main` and the tests both take.
+pub mod server;
+/// HTTP: REST API, `/ws/{id}` socket IO, health checks, the embedded web editor.
+pub mod http;
+/// Open documents: one actor per document owning its yrs `Doc` and awareness; the
+/// y-websocket protocol, sans IO; the registry of open documents.
+pub mod doc;
+/// Persistence: metadata, update log and snapshots on Postgres or embedded SQLite.
+pub mod store;

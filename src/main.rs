@@ -1,1 +1,15 @@
-fn main() {}
+//! The `tandem` binary: read the settings, start logging, serve until SIGINT/SIGTERM.
+
+use clap::Parser;
+use tandem::config::Config;
+use tandem::server;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    server::run(config, listener, server::shutdown_signal()).await
+}

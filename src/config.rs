@@ -1,0 +1,85 @@
+//! Every setting of the server, in one place: flag, then environment variable, then default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Where the embedded SQLite store lives when no `DATABASE_URL` is given.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tandem.db";
+
+/// tandem: a collaborative text editing server for Yjs clients.
+#[derive(Parser, Clone, Debug)]
+#[command(version, about)]
+pub struct Config {
+    /// Address to listen on for HTTP and WebSocket connections.
+    #[arg(long, env = "TANDEM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// `postgres://user@host/db` for Postgres, or `sqlite://path` for an embedded SQLite file
+    /// (created if missing). Default: sqlite://data/tandem.db, relative to the working directory.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Group commit window: an applied update is written to the database at most this many
+    /// milliseconds after it arrived, together with every update that arrived meanwhile.
+    #[arg(long, env = "TANDEM_FLUSH_MS", default_value_t = 5)]
+    pub flush_ms: u64,
+
+    /// Write a snapshot of a document (and drop the log entries it covers) after this many
+    /// logged updates...
+    #[arg(long, env = "TANDEM_SNAPSHOT_UPDATES", default_value_t = 1000)]
+    pub snapshot_updates: u64,
+
+    /// ...or after this many bytes of logged updates, whichever comes first.
+    #[arg(long, env = "TANDEM_SNAPSHOT_BYTES", default_value_t = 1 << 20)]
+    pub snapshot_bytes: u64,
+
+    /// Unload a document from memory after it has had no connections and nothing left to
+    /// write for this many milliseconds.
+    #[arg(long, env = "TANDEM_IDLE_UNLOAD_MS", default_value_t = 30_000)]
+    pub idle_unload_ms: u64,
+
+    /// Largest WebSocket message accepted from a client, in bytes. Bigger ones close the
+    /// connection with 1009 (message too big).
+    #[arg(long, env = "TANDEM_MAX_MESSAGE_BYTES", default_value_t = 8 << 20)]
+    pub max_message_bytes: usize,
+
+    /// Sustained WebSocket messages per second accepted from one connection (bursts of five
+    /// seconds' worth are allowed). A client that sends faster is closed with 1008. 0 = no limit.
+    #[arg(long, env = "TANDEM_MAX_MESSAGES_PER_SEC", default_value_t = 1000)]
+    pub max_messages_per_sec: u32,
+
+    /// Messages queued for one connection before it counts as too slow and is closed with
+    /// 1013 (it reconnects and resyncs, losing nothing).
+    #[arg(long, env = "TANDEM_CLIENT_QUEUE", default_value_t = 512)]
+    pub client_queue: usize,
+
+    /// Awareness states (cursors, names) not renewed for this many milliseconds are removed.
+    /// Clients renew theirs every 15 s.
+    #[arg(long, env = "TANDEM_AWARENESS_TIMEOUT_MS", default_value_t = 30_000)]
+    pub awareness_timeout_ms: u64,
+
+    /// Log filter, in tracing's EnvFilter syntax.
+    #[arg(long, env = "TANDEM_LOG", default_value = "tandem=info,tower_http=info")]
+    pub log: String,
+}
+
+impl Config {
+    /// The defaults, as if no flag or variable were given (for tests and embedding).
+    pub fn defaults() -> Self {
+        Self::parse_from(["tandem"])
+    }
+
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_ms)
+    }
+
+    pub fn idle_unload(&self) -> Duration {
+        Duration::from_millis(self.idle_unload_ms)
+    }
+
+    pub fn awareness_timeout(&self) -> Duration {
+        Duration::from_millis(self.awareness_timeout_ms)
+    }
+}

@@ -1,0 +1,470 @@
+//! The document actor: the one task that owns an open document.
+//!
+//! It loads the document, then serves its inbox until the document is idle (no
+//! connections, nothing to write) for `idle_unload`, is deleted, or the server shuts down.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+use yrs::block::ClientID;
+use yrs::sync::Awareness;
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
+
+use super::handle::{Close, ConnId, DocError, DocMsg};
+use super::persist::Persist;
+use super::protocol::{self, ClientMessage, IncomingAwareness, IncomingUpdate};
+use super::registry::DocSettings;
+use crate::model::DocId;
+use crate::store::{Store, StoreError};
+
+/// The root `Y.Text` the REST API reads: the editor's text.
+const TEXT_NAME: &str = "content";
+
+/// A connection, as the actor sees it.
+struct Subscriber {
+    outbox: mpsc::Sender<Bytes>,
+    /// Taken when the actor ends the connection, to tell it why.
+    kick: Option<oneshot::Sender<Close>>,
+}
+
+/// Why the run loop ended.
+enum Exit {
+    Idle,
+    Deleted(oneshot::Sender<()>),
+    Shutdown,
+    Failed,
+}
+
+pub(super) struct DocActor {
+    /// The document and the awareness states of everyone on it.
+    awareness: Awareness,
+    subscribers: HashMap<ConnId, Subscriber>,
+    /// Which connection announced each awareness client id, to clear them when it leaves.
+    announced: HashMap<ClientID, ConnId>,
+    persist: Persist,
+    settings: Arc<DocSettings>,
+    inbox: mpsc::Receiver<DocMsg>,
+    /// Answered once everything pending at the time of asking is stored.
+    flush_waiters: Vec<oneshot::Sender<Result<(), DocError>>>,
+    /// Last message or departure; the idle timer runs from here.
+    last_activity: Instant,
+    /// The awareness clock counts from here (monotonic milliseconds).
+    started: std::time::Instant,
+}
+
+impl DocActor {
+    /// Loads the document and runs it. Answers every queued command with an error if the
+    /// load fails. Returns when the actor has stopped for good.
+    pub(super) async fn run(
+        id: DocId,
+        store: Store,
+        settings: Arc<DocSettings>,
+        mut inbox: mpsc::Receiver<DocMsg>,
+        cancel: CancellationToken,
+    ) {
+        let loaded = tokio::select! {
+            loaded = load(id, &store) => loaded,
+            () = cancel.cancelled() => Err(DocError::ShuttingDown),
+        };
+        let (doc, persist) = match loaded {
+            Ok((doc, last_seq, rows, bytes)) => {
+                (doc, Persist::new(id, store, &settings, last_seq, rows, bytes))
+            }
+            Err(err) => {
+                if !matches!(err, DocError::NotFound | DocError::ShuttingDown) {
+                    tracing::error!(error = %err, "could not load the document");
+                }
+                refuse_all(&mut inbox, &err).await;
+                return;
+            }
+        };
+        let started = std::time::Instant::now();
+        let clock = move || started.elapsed().as_millis() as u64;
+        let mut actor = DocActor {
+            awareness: Awareness::with_clock(doc, clock),
+            subscribers: HashMap::new(),
+            announced: HashMap::new(),
+            persist,
+            settings,
+            inbox,
+            flush_waiters: Vec::new(),
+            last_activity: Instant::now(),
+            started,
+        };
+        let exit = actor.serve(&cancel).await;
+        actor.stop(exit).await;
+    }
+
+    async fn serve(&mut self, cancel: &CancellationToken) -> Exit {
+        let sweep_every = (self.settings.awareness_timeout / 3)
+            .clamp(Duration::from_millis(50), Duration::from_secs(10));
+        let mut sweep = tokio::time::interval(sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let write_due = self.persist.due_at();
+            let idle = self.subscribers.is_empty() && self.persist.is_clean();
+            let idle_at = self.last_activity + self.settings.idle_unload;
+            tokio::select! {
+                msg = self.inbox.recv() => {
+                    let Some(msg) = msg else { return Exit::Idle };
+                    self.last_activity = Instant::now();
+                    match self.handle(msg) {
+                        Ok(None) => {}
+                        Ok(Some(exit)) => return exit,
+                        Err(Failed) => return Exit::Failed,
+                    }
+                }
+                outcome = self.persist.written(), if self.persist.is_writing() => {
+                    if let Some(exit) = self.written(outcome) {
+                        return exit;
+                    }
+                }
+                () = sleep_until(write_due.unwrap_or_else(Instant::now)), if write_due.is_some() => {
+                    self.start_write();
+                }
+                _ = sweep.tick() => self.sweep_awareness(),
+                () = sleep_until(idle_at), if idle => return Exit::Idle,
+                () = cancel.cancelled() => return Exit::Shutdown,
+            }
+        }
+    }
+
+    /// Ends the actor: tells every connection why, saves what must be saved, and answers
+    /// whatever is still queued.
+    async fn stop(mut self, exit: Exit) {
+        self.inbox.close();
+        match exit {
+            Exit::Idle => tracing::debug!("unloading idle document"),
+            Exit::Shutdown => {
+                self.kick_all(Close::SHUTDOWN);
+                self.save_all().await;
+            }
+            Exit::Failed => {
+                self.kick_all(Close::FAILED);
+                self.save_all().await;
+            }
+            Exit::Deleted(respond_to) => {
+                self.kick_all(Close::DELETED);
+                let _ = respond_to.send(());
+            }
+        }
+        refuse_all(&mut self.inbox, &DocError::Gone).await;
+        for waiter in self.flush_waiters.drain(..) {
+            let _ = waiter.send(Err(DocError::Gone));
+        }
+    }
+
+    /// Writes until the store has everything (retrying with backoff), or the document is
+    /// found deleted. The server bounds how long it waits for this at shutdown.
+    async fn save_all(&mut self) {
+        self.persist.hurry();
+        while !self.persist.is_clean() {
+            if !self.persist.is_writing() {
+                if let Some(due) = self.persist.due_at() {
+                    sleep_until(due).await;
+                }
+                self.start_write();
+            }
+            let outcome = self.persist.written().await;
+            if let Err(StoreError::NotFound) = self.persist.finish(outcome, Instant::now()) {
+                return;
+            }
+        }
+        self.answer_flush_waiters();
+    }
+
+    /// One command. `Err(Failed)` when the document can no longer be trusted in memory.
+    fn handle(&mut self, msg: DocMsg) -> Result<Option<Exit>, Failed> {
+        match msg {
+            DocMsg::Connect { conn, outbox, kick, respond_to } => {
+                self.connect(conn, outbox, kick);
+                let _ = respond_to.send(Ok(()));
+            }
+            DocMsg::Client { conn, msg } => {
+                // A connection the actor already dropped may still have messages in flight.
+                if self.subscribers.contains_key(&conn) {
+                    self.client_message(conn, msg)?;
+                }
+            }
+            DocMsg::Disconnect { conn } => {
+                self.remove(&[conn], None);
+            }
+            DocMsg::Text { respond_to } => {
+                let text = self.awareness.doc().get_or_insert_text(TEXT_NAME);
+                let _ = respond_to.send(text.get_string(&self.awareness.doc().transact()));
+            }
+            DocMsg::Flush { respond_to } => {
+                if self.persist.is_clean() {
+                    let _ = respond_to.send(Ok(()));
+                } else {
+                    self.persist.hurry();
+                    self.flush_waiters.push(respond_to);
+                }
+            }
+            DocMsg::Close { respond_to } => return Ok(Some(Exit::Deleted(respond_to))),
+        }
+        Ok(None)
+    }
+
+    fn connect(&mut self, conn: ConnId, outbox: mpsc::Sender<Bytes>, kick: oneshot::Sender<Close>) {
+        // The outbox is new and holds at least two frames: these sends cannot fail.
+        let sv = self.awareness.doc().transact().state_vector();
+        let _ = outbox.try_send(protocol::encode_step1(&sv));
+        if let Some(states) = self.awareness_states() {
+            let _ = outbox.try_send(states);
+        }
+        self.subscribers.insert(conn, Subscriber { outbox, kick: Some(kick) });
+        tracing::debug!(connections = self.subscribers.len(), "connected");
+    }
+
+    fn client_message(&mut self, conn: ConnId, msg: ClientMessage) -> Result<(), Failed> {
+        match msg {
+            ClientMessage::SyncStep1(sv) => {
+                let update = self.awareness.doc().transact().encode_state_as_update_v1(&sv);
+                self.send_to(conn, protocol::encode_step2(update));
+            }
+            ClientMessage::Update(update) => self.apply_update(conn, update)?,
+            ClientMessage::Awareness(update) => self.apply_awareness(conn, update),
+            ClientMessage::QueryAwareness => {
+                if let Some(states) = self.awareness_states() {
+                    self.send_to(conn, states);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_update(&mut self, conn: ConnId, incoming: IncomingUpdate) -> Result<(), Failed> {
+        let IncomingUpdate { update, raw, frame } = incoming;
+        let doc = self.awareness.doc();
+        // yrs may panic on input it failed to reject; then the in-memory document is suspect.
+        let applied = catch_unwind(AssertUnwindSafe(|| doc.transact_mut().apply_update(update)));
+        match applied {
+            Ok(Ok(())) => {
+                self.persist.push(raw, Instant::now());
+                self.broadcast(frame);
+                Ok(())
+            }
+            Ok(Err(err)) => {
+                tracing::info!(error = %err, "refused an update that does not apply");
+                self.remove(&[conn], Some(Close::BAD_UPDATE));
+                Ok(())
+            }
+            Err(_) => {
+                tracing::error!("applying an update panicked; reloading the document");
+                Err(Failed)
+            }
+        }
+    }
+
+    fn apply_awareness(&mut self, conn: ConnId, incoming: IncomingAwareness) {
+        let IncomingAwareness { update, frame } = incoming;
+        for (client, entry) in &update.clients {
+            if &*entry.json == "null" {
+                if self.announced.get(client) == Some(&conn) {
+                    self.announced.remove(client);
+                }
+            } else {
+                self.announced.insert(*client, conn);
+            }
+        }
+        match self.awareness.apply_update_summary(update) {
+            Ok(Some(_)) => self.broadcast(frame),
+            Ok(None) => {}
+            Err(err) => tracing::debug!(error = %err, "awareness update not applied"),
+        }
+    }
+
+    /// Every known awareness state as one message, or `None` when there is none.
+    fn awareness_states(&self) -> Option<Bytes> {
+        let update = self.awareness.update().ok()?;
+        (!update.clients.is_empty()).then(|| protocol::encode_awareness(update))
+    }
+
+    /// Removes awareness states not renewed within the timeout (clients renew every 15 s;
+    /// a browser that vanished without closing its socket stops renewing).
+    fn sweep_awareness(&mut self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let timeout = self.settings.awareness_timeout.as_millis() as u64;
+        let stale: Vec<ClientID> = self
+            .awareness
+            .iter()
+            .filter(|(_, state)| state.data.is_some() && now.saturating_sub(state.last_updated) >= timeout)
+            .map(|(client, _)| client)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        for client in &stale {
+            self.announced.remove(client);
+        }
+        if let Some(frame) = self.remove_awareness(stale) {
+            self.broadcast(frame);
+        }
+    }
+
+    /// Clears the given awareness states; the message announcing their removal.
+    fn remove_awareness(&mut self, clients: Vec<ClientID>) -> Option<Bytes> {
+        if clients.is_empty() {
+            return None;
+        }
+        for client in &clients {
+            self.awareness.remove_state(*client);
+        }
+        let update = self.awareness.update_with_clients(clients).ok()?;
+        Some(protocol::encode_awareness(update))
+    }
+
+    /// Sends one frame to one connection; drops the connection if its queue is full.
+    fn send_to(&mut self, conn: ConnId, frame: Bytes) {
+        let Some(subscriber) = self.subscribers.get(&conn) else { return };
+        if subscriber.outbox.try_send(frame).is_err() {
+            self.remove(&[conn], Some(Close::SLOW));
+        }
+    }
+
+    /// Sends the same bytes to every connection, the sender included (the protocol relies
+    /// on the echo). Connections whose queue is full are dropped; their departure is
+    /// broadcast in turn.
+    fn broadcast(&mut self, frame: Bytes) {
+        let mut next = Some(frame);
+        while let Some(frame) = next.take() {
+            let full: Vec<ConnId> = self
+                .subscribers
+                .iter()
+                .filter(|(_, s)| s.outbox.try_send(frame.clone()).is_err())
+                .map(|(conn, _)| *conn)
+                .collect();
+            if !full.is_empty() {
+                next = self.drop_subscribers(&full, Some(Close::SLOW));
+            }
+        }
+    }
+
+    /// Removes connections (telling them why, if `close` is set) and broadcasts the removal
+    /// of the awareness states they announced.
+    fn remove(&mut self, conns: &[ConnId], close: Option<Close>) {
+        if let Some(frame) = self.drop_subscribers(conns, close) {
+            self.broadcast(frame);
+        }
+    }
+
+    fn drop_subscribers(&mut self, conns: &[ConnId], close: Option<Close>) -> Option<Bytes> {
+        for conn in conns {
+            if let Some(mut subscriber) = self.subscribers.remove(conn) {
+                if let (Some(close), Some(kick)) = (close, subscriber.kick.take()) {
+                    let _ = kick.send(close);
+                }
+            }
+        }
+        if self.subscribers.is_empty() {
+            // The last one left: save now rather than at the end of the batch window.
+            self.persist.hurry();
+        }
+        let gone: Vec<ClientID> = self
+            .announced
+            .iter()
+            .filter(|(_, conn)| conns.contains(conn))
+            .map(|(client, _)| *client)
+            .collect();
+        for client in &gone {
+            self.announced.remove(client);
+        }
+        self.remove_awareness(gone)
+    }
+
+    fn kick_all(&mut self, close: Close) {
+        for (_, mut subscriber) in self.subscribers.drain() {
+            if let Some(kick) = subscriber.kick.take() {
+                let _ = kick.send(close);
+            }
+        }
+    }
+
+    fn start_write(&mut self) {
+        let doc = self.awareness.doc();
+        self.persist.start(|| doc.transact().encode_state_as_update_v1(&StateVector::default()));
+    }
+
+    /// After a write: answers flush waiters; stops the actor if the document was deleted.
+    fn written(&mut self, outcome: super::persist::Outcome) -> Option<Exit> {
+        match self.persist.finish(outcome, Instant::now()) {
+            Ok(()) => self.answer_flush_waiters(),
+            Err(StoreError::NotFound) => {
+                tracing::info!("document deleted from the store; closing it");
+                let (respond_to, _) = oneshot::channel();
+                return Some(Exit::Deleted(respond_to));
+            }
+            Err(err) => {
+                for waiter in self.flush_waiters.drain(..) {
+                    let _ = waiter.send(Err(DocError::Store(err.to_string())));
+                }
+            }
+        }
+        None
+    }
+
+    fn answer_flush_waiters(&mut self) {
+        if self.persist.is_clean() {
+            for waiter in self.flush_waiters.drain(..) {
+                let _ = waiter.send(Ok(()));
+            }
+        }
+    }
+}
+
+/// The document can no longer be trusted in memory (yrs panicked while applying).
+struct Failed;
+
+/// Reads the stored state into a fresh document: the latest snapshot, then the log after
+/// it, in one transaction. Returns the document, the last `seq`, and the log's rows and
+/// bytes (for compaction).
+async fn load(id: DocId, store: &Store) -> Result<(Doc, i64, u64, u64), DocError> {
+    let stored = store.load_state(id).await.map_err(|err| match err {
+        StoreError::NotFound => DocError::NotFound,
+        err => DocError::Load(err.to_string()),
+    })?;
+    let doc = Doc::new();
+    let rows = stored.updates.len() as u64;
+    let bytes = stored.updates.iter().map(|u| u.len() as u64).sum();
+    {
+        let mut txn = doc.transact_mut();
+        for (i, data) in stored.snapshot.iter().chain(&stored.updates).enumerate() {
+            let applied = Update::decode_v1(data)
+                .map_err(|e| e.to_string())
+                .and_then(|u| txn.apply_update(u).map_err(|e| e.to_string()));
+            if let Err(error) = applied {
+                // Only checked updates are stored; skip a damaged row rather than lose the rest.
+                tracing::error!(entry = i, %error, "skipping a stored update that does not apply");
+            }
+        }
+    }
+    tracing::debug!(last_seq = stored.last_seq, log_rows = rows, "loaded");
+    Ok((doc, stored.last_seq, rows, bytes))
+}
+
+/// Answers every command still queued in a closed inbox with `err`.
+async fn refuse_all(inbox: &mut mpsc::Receiver<DocMsg>, err: &DocError) {
+    inbox.close();
+    while let Some(msg) = inbox.recv().await {
+        match msg {
+            DocMsg::Connect { respond_to, .. } => {
+                let _ = respond_to.send(Err(err.clone()));
+            }
+            DocMsg::Flush { respond_to } => {
+                let _ = respond_to.send(Err(err.clone()));
+            }
+            DocMsg::Close { respond_to } => {
+                let _ = respond_to.send(());
+            }
+            DocMsg::Client { .. } | DocMsg::Disconnect { .. } | DocMsg::Text { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! The only way into a document actor: a cheap, cloneable handle over its inbox.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::protocol::ClientMessage;
+
+/// Commands an actor has queued before senders wait: enough to absorb a burst from many
+/// connections at once, small enough that a stalled actor pushes back quickly.
+pub(super) const INBOX_CAPACITY: usize = 1024;
+
+/// Identifies one connection to one document, for the life of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId(u64);
+
+impl ConnId {
+    pub fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Why the server ends a connection: a WebSocket close code and a reason for humans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Close {
+    pub const SHUTDOWN: Self = Self { code: 1001, reason: "server shutting down" };
+    pub const SLOW: Self = Self {
+        code: 1013,
+        reason: "connection too slow: its queue is full; reconnect to resync",
+    };
+    pub const UNAVAILABLE: Self = Self {
+        code: 1013,
+        reason: "document temporarily unavailable; try again later",
+    };
+    pub const FAILED: Self = Self { code: 1011, reason: "document failed on the server; reconnect" };
+    pub const BAD_UPDATE: Self = Self { code: 1007, reason: "update could not be applied" };
+    pub const DELETED: Self = Self { code: 4404, reason: "document deleted" };
+}
+
+/// A connection's seat at a document: frames arrive on `outbox`; if the actor ends the
+/// connection (slow reader, delete, shutdown), the reason arrives on `kick`.
+pub struct Subscription {
+    pub conn: ConnId,
+    pub outbox: mpsc::Receiver<Bytes>,
+    pub kick: oneshot::Receiver<Close>,
+}
+
+/// What went wrong when asking a document actor.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("document not found")]
+    NotFound,
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("the document actor has stopped")]
+    Gone,
+    #[error("loading the document failed: {0}")]
+    Load(String),
+    #[error("storing the document failed: {0}")]
+    Store(String),
+}
+
+impl DocError {
+    /// How a connection refused with this error is closed.
+    pub fn close(&self) -> Close {
+        match self {
+            Self::NotFound => Close::DELETED,
+            Self::ShuttingDown => Close::SHUTDOWN,
+            Self::Gone | Self::Load(_) | Self::Store(_) => Close::UNAVAILABLE,
+        }
+    }
+}
+
+pub(super) enum DocMsg {
+    /// A new connection; the actor queues sync step 1 and the awareness states on `outbox`.
+    Connect {
+        conn: ConnId,
+        outbox: mpsc::Sender<Bytes>,
+        kick: oneshot::Sender<Close>,
+        respond_to: oneshot::Sender<Result<(), DocError>>,
+    },
+    /// A checked message from a connection.
+    Client { conn: ConnId, msg: ClientMessage },
+    /// The connection has closed; forget it and the awareness states it announced.
+    Disconnect { conn: ConnId },
+    /// The live text of the root `Y.Text` named `content`.
+    Text { respond_to: oneshot::Sender<String> },
+    /// Write everything pending; answers once it is in the store.
+    Flush { respond_to: oneshot::Sender<Result<(), DocError>> },
+    /// The document is being deleted: end every connection and stop without saving.
+    Close { respond_to: oneshot::Sender<()> },
+}
+
+/// A handle to a running document actor. Cloning is cheap (a channel sender).
+#[derive(Clone, Debug)]
+pub struct DocHandle {
+    tx: mpsc::Sender<DocMsg>,
+}
+
+impl DocHandle {
+    pub(super) fn new(tx: mpsc::Sender<DocMsg>) -> Self {
+        Self { tx }
+    }
+
+    /// False once the actor has stopped taking commands (it unloaded or failed).
+    pub fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
+    pub(super) fn same_actor(&self, other: &DocHandle) -> bool {
+        self.tx.same_channel(&other.tx)
+    }
+
+    async fn send(&self, msg: DocMsg) -> Result<(), DocError> {
+        self.tx.send(msg).await.map_err(|_| DocError::Gone)
+    }
+
+    async fn ask<T>(&self, msg: impl FnOnce(oneshot::Sender<T>) -> DocMsg) -> Result<T, DocError> {
+        let (respond_to, answer) = oneshot::channel();
+        self.send(msg(respond_to)).await?;
+        answer.await.map_err(|_| DocError::Gone)
+    }
+
+    /// Joins the document. `queue` bounds the frames waiting for this connection.
+    pub async fn connect(&self, queue: usize) -> Result<Subscription, DocError> {
+        let conn = ConnId::next();
+        let (outbox_tx, outbox) = mpsc::channel(queue.max(2));
+        let (kick_tx, kick) = oneshot::channel();
+        self.ask(|respond_to| DocMsg::Connect { conn, outbox: outbox_tx, kick: kick_tx, respond_to })
+            .await??;
+        Ok(Subscription { conn, outbox, kick })
+    }
+
+    /// Hands a checked client message to the actor, waiting while its inbox is full.
+    pub async fn client_message(&self, conn: ConnId, msg: ClientMessage) -> Result<(), DocError> {
+        self.send(DocMsg::Client { conn, msg }).await
+    }
+
+    pub async fn disconnect(&self, conn: ConnId) {
+        // If the actor is gone, so is everything it knew about this connection.
+        let _ = self.send(DocMsg::Disconnect { conn }).await;
+    }
+
+    pub async fn text(&self) -> Result<String, DocError> {
+        self.ask(|respond_to| DocMsg::Text { respond_to }).await
+    }
+
+    pub async fn flush(&self) -> Result<(), DocError> {
+        self.ask(|respond_to| DocMsg::Flush { respond_to }).await?
+    }
+
+    pub(super) async fn close(&self) {
+        let _ = self.ask(|respond_to| DocMsg::Close { respond_to }).await;
+    }
+}

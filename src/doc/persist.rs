@@ -1,0 +1,254 @@
+//! A document's way to the store: the pending batch, the one write in flight, compaction
+//! and retries. Owned by the actor and polled from its `select!`, so a slow database never
+//! blocks the actor from serving its connections (no lock, no extra task).
+//!
+//! Writes, one at a time:
+//! - append: the pending updates become log rows in one transaction (group commit). A batch
+//!   starts at most `flush_interval` after its first update; updates that arrive while a
+//!   write is in flight form the next batch.
+//! - snapshot: the whole state replaces the log rows it covers, in one transaction. Due when
+//!   the log has grown past `snapshot_updates` rows or `snapshot_bytes`. Pending updates are
+//!   folded into it (the state contains them), which also bounds memory during an outage:
+//!   past `snapshot_bytes` pending, the updates are dropped from the batch and the next
+//!   write is a snapshot of the state that holds them.
+//! A failed write puts its updates back and is retried with exponential backoff; nothing is
+//! dropped until the store has it.
+
+use std::mem;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio::time::Instant;
+
+use super::registry::DocSettings;
+use crate::model::DocId;
+use crate::store::{Store, StoreError};
+
+/// Pending updates that trigger an immediate append, whatever the flush timer says.
+const MAX_BATCH_UPDATES: usize = 1024;
+/// Pending bytes that trigger an immediate append.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+/// First retry delay after a failed write; doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// What a write carried, so a failure can put it back.
+enum Job {
+    Append { batch: Vec<Bytes>, bytes: usize },
+    Snapshot { folded: Vec<Bytes>, folded_bytes: usize, had_dropped: bool },
+}
+
+/// A finished write.
+pub(super) struct Outcome {
+    job: Job,
+    result: Result<i64, StoreError>,
+}
+
+pub(super) struct Persist {
+    id: DocId,
+    store: Store,
+    flush_interval: Duration,
+    snapshot_updates: u64,
+    snapshot_bytes: u64,
+    /// Applied updates not yet in the store, oldest first.
+    pending: Vec<Bytes>,
+    pending_bytes: usize,
+    /// When the oldest pending update arrived: the batch is due `flush_interval` later.
+    pending_since: Option<Instant>,
+    /// Updates were dropped from `pending` to bound memory: only a snapshot saves them now.
+    dropped: bool,
+    /// Write as soon as possible (last connection left, a flush was asked, shutdown).
+    urgent: bool,
+    /// Highest log `seq` the state covers; the next snapshot's `upto_seq`.
+    last_seq: i64,
+    /// Log rows (and their bytes) written since the last snapshot.
+    log_rows: u64,
+    log_bytes: u64,
+    in_flight: Option<BoxFuture<'static, Outcome>>,
+    failures: u32,
+    retry_at: Option<Instant>,
+}
+
+impl Persist {
+    /// Bookkeeping for a document just loaded with `log_rows` rows after its snapshot.
+    pub(super) fn new(
+        id: DocId,
+        store: Store,
+        settings: &DocSettings,
+        last_seq: i64,
+        log_rows: u64,
+        log_bytes: u64,
+    ) -> Self {
+        Self {
+            id,
+            store,
+            flush_interval: settings.flush_interval,
+            snapshot_updates: settings.snapshot_updates,
+            snapshot_bytes: settings.snapshot_bytes,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            pending_since: None,
+            dropped: false,
+            urgent: false,
+            last_seq,
+            log_rows,
+            log_bytes,
+            in_flight: None,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+
+    /// Queues an applied update for the log.
+    pub(super) fn push(&mut self, update: Bytes, now: Instant) {
+        self.pending_bytes += update.len();
+        self.pending.push(update);
+        self.pending_since.get_or_insert(now);
+        if self.pending_bytes as u64 >= self.snapshot_bytes {
+            // The state in memory holds these updates; a snapshot will save them.
+            self.pending.clear();
+            self.pending_bytes = 0;
+            self.dropped = true;
+        }
+    }
+
+    /// True when the store holds everything this document has applied.
+    pub(super) fn is_clean(&self) -> bool {
+        self.pending.is_empty() && !self.dropped && self.in_flight.is_none()
+    }
+
+    pub(super) fn is_writing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Write what is pending without waiting for the batch window.
+    pub(super) fn hurry(&mut self) {
+        self.urgent = true;
+    }
+
+    fn snapshot_due(&self) -> bool {
+        self.dropped || self.log_rows >= self.snapshot_updates || self.log_bytes >= self.snapshot_bytes
+    }
+
+    /// When the next write should start; `None` while one is in flight or nothing is due.
+    pub(super) fn due_at(&self) -> Option<Instant> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let due = if self.snapshot_due() {
+            // Compaction has no deadline of its own; it goes as soon as the store is free.
+            Some(self.pending_since.unwrap_or_else(Instant::now))
+        } else if self.pending.is_empty() {
+            None
+        } else if self.urgent
+            || self.pending.len() >= MAX_BATCH_UPDATES
+            || self.pending_bytes >= MAX_BATCH_BYTES
+        {
+            self.pending_since
+        } else {
+            self.pending_since.map(|since| since + self.flush_interval)
+        };
+        match (due, self.retry_at) {
+            (Some(due), Some(retry)) => Some(due.max(retry)),
+            (due, _) => due,
+        }
+    }
+
+    /// Starts the write that is due. `state` encodes the whole document, for a snapshot.
+    pub(super) fn start(&mut self, state: impl FnOnce() -> Vec<u8>) {
+        debug_assert!(self.in_flight.is_none());
+        let store = self.store.clone();
+        let id = self.id;
+        let batch = mem::take(&mut self.pending);
+        let bytes = mem::take(&mut self.pending_bytes);
+        self.pending_since = None;
+        self.urgent = false;
+        let future = if self.snapshot_due() {
+            let upto_seq = self.last_seq;
+            let state = state();
+            let had_dropped = mem::take(&mut self.dropped);
+            async move {
+                let result = store.write_snapshot(id, upto_seq, &state).await.map(|()| upto_seq);
+                let job = Job::Snapshot { folded: batch, folded_bytes: bytes, had_dropped };
+                Outcome { job, result }
+            }
+            .boxed()
+        } else if batch.is_empty() {
+            return;
+        } else {
+            async move {
+                let result = store.append_updates(id, &batch).await;
+                Outcome { job: Job::Append { batch, bytes }, result }
+            }
+            .boxed()
+        };
+        self.in_flight = Some(future);
+    }
+
+    /// Waits for the write in flight; never resolves when there is none.
+    pub(super) async fn written(&mut self) -> Outcome {
+        match self.in_flight.as_mut() {
+            Some(write) => write.await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Takes note of a finished write. On failure the updates go back to the front of the
+    /// batch and the next attempt waits for the backoff. `NotFound` means the document was
+    /// deleted: the caller stops.
+    pub(super) fn finish(&mut self, outcome: Outcome, now: Instant) -> Result<(), StoreError> {
+        self.in_flight = None;
+        match (outcome.job, outcome.result) {
+            (Job::Append { batch, bytes }, Ok(last_seq)) => {
+                self.last_seq = last_seq;
+                self.log_rows += batch.len() as u64;
+                self.log_bytes += bytes as u64;
+                self.succeeded();
+            }
+            (Job::Snapshot { .. }, Ok(_)) => {
+                self.log_rows = 0;
+                self.log_bytes = 0;
+                self.succeeded();
+            }
+            (_, Err(StoreError::NotFound)) => return Err(StoreError::NotFound),
+            (job, Err(err)) => {
+                match job {
+                    Job::Append { batch, bytes } => self.put_back(batch, bytes, now),
+                    Job::Snapshot { folded, folded_bytes, had_dropped } => {
+                        self.dropped |= had_dropped;
+                        self.put_back(folded, folded_bytes, now);
+                    }
+                }
+                self.failures += 1;
+                let backoff = MIN_BACKOFF
+                    .saturating_mul(1 << self.failures.min(16))
+                    .min(MAX_BACKOFF);
+                self.retry_at = Some(now + backoff);
+                tracing::warn!(doc_id = %self.id, error = %err, failures = self.failures,
+                    retry_in_ms = backoff.as_millis() as u64, "write failed; will retry");
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(doc_id = %self.id, "writes succeed again");
+        }
+        self.failures = 0;
+        self.retry_at = None;
+    }
+
+    fn put_back(&mut self, mut batch: Vec<Bytes>, bytes: usize, now: Instant) {
+        if batch.is_empty() {
+            return;
+        }
+        batch.append(&mut self.pending);
+        self.pending = batch;
+        self.pending_bytes += bytes;
+        self.pending_since = Some(self.pending_since.map_or(now, |since| since.min(now)));
+    }
+}

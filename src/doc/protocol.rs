@@ -1,0 +1,285 @@
+//! The y-websocket wire protocol, sans IO: bytes in, typed messages out; messages in,
+//! frames out. No tokio here, so it is tested with plain in-memory documents.
+//!
+//! Framing follows y-protocols (`sync.js`, `awareness.js`) and y-websocket: a varuint
+//! message type, then its payload, several messages possibly concatenated in one incoming
+//! frame. The payloads are decoded and encoded with `yrs::sync` and `yrs::updates` types;
+//! only the outer varints are read here, with lib0's reader, because we need each message's
+//! exact byte range: an incoming update message is forwarded to every connection as the very
+//! bytes that arrived (zero copies, zero re-encoding).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use bytes::Bytes;
+use yrs::encoding::read::{Cursor, Read};
+use yrs::sync::protocol::{MSG_AUTH, MSG_AWARENESS, MSG_QUERY_AWARENESS, MSG_SYNC};
+use yrs::sync::protocol::{MSG_SYNC_STEP_1, MSG_SYNC_STEP_2, MSG_SYNC_UPDATE};
+use yrs::sync::{AwarenessUpdate, Message, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{StateVector, Update};
+
+/// A message from a client, checked and decoded at the edge (in the connection's task), so
+/// the document actor only ever sees well-formed input.
+#[derive(Debug)]
+pub enum ClientMessage {
+    /// Sync step 1: the client's state vector; answer with the update it lacks.
+    SyncStep1(StateVector),
+    /// Sync step 2 or an update: apply it, persist `raw`, broadcast `frame`.
+    Update(IncomingUpdate),
+    /// An awareness update: apply it, broadcast `frame`.
+    Awareness(IncomingAwareness),
+    /// Query awareness: answer with every known awareness state.
+    QueryAwareness,
+}
+
+/// A non-empty document update from a client.
+#[derive(Debug)]
+pub struct IncomingUpdate {
+    /// The decoded update, ready to apply.
+    pub update: Update,
+    /// The update bytes (Yjs v1 encoding), for the update log.
+    pub raw: Bytes,
+    /// `[sync, update, raw]`: the message to broadcast. For an incoming update message
+    /// this is a slice of the incoming frame; for a step 2 it is encoded anew.
+    pub frame: Bytes,
+}
+
+/// An awareness update from a client whose states are all valid JSON.
+#[derive(Debug)]
+pub struct IncomingAwareness {
+    pub update: AwarenessUpdate,
+    /// The awareness message exactly as it arrived, to broadcast.
+    pub frame: Bytes,
+}
+
+/// Why an incoming frame was refused. Every variant closes the connection.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("empty message")]
+    Empty,
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("update does not decode: {0}")]
+    BadUpdate(String),
+    #[error("awareness state is not valid JSON")]
+    BadAwarenessJson,
+}
+
+/// Reads every message of one incoming binary frame.
+///
+/// Unknown message types are skipped with the rest of the frame (their length is unknown),
+/// as the reference server does. An auth message from a client means nothing to a server
+/// and is skipped the same way. Empty updates (a client's step 2 when it has nothing new)
+/// are dropped here: they change nothing and need neither storing nor broadcasting.
+pub fn decode_frame(frame: &Bytes) -> Result<Vec<ClientMessage>, ProtocolError> {
+    if frame.is_empty() {
+        return Err(ProtocolError::Empty);
+    }
+    let mut messages = Vec::with_capacity(1);
+    let mut cursor = Cursor::new(frame);
+    while cursor.has_content() {
+        let start = cursor.next;
+        let kind: u32 = cursor.read_var().map_err(malformed)?;
+        match kind as u8 {
+            _ if kind > u32::from(u8::MAX) => return skip_unknown(kind, messages),
+            MSG_SYNC => {
+                let sub: u32 = cursor.read_var().map_err(malformed)?;
+                let payload = cursor.read_buf().map_err(malformed)?;
+                let payload = frame.slice_ref(payload);
+                match sub as u8 {
+                    _ if sub > u32::from(u8::MAX) => return Err(unknown_sync(sub)),
+                    MSG_SYNC_STEP_1 => {
+                        let sv = StateVector::decode_v1(&payload).map_err(malformed)?;
+                        messages.push(ClientMessage::SyncStep1(sv));
+                    }
+                    MSG_SYNC_STEP_2 => {
+                        if let Some(update) = decode_update(&payload)? {
+                            let frame = encode_update(&payload);
+                            messages.push(ClientMessage::Update(IncomingUpdate { update, raw: payload, frame }));
+                        }
+                    }
+                    MSG_SYNC_UPDATE => {
+                        if let Some(update) = decode_update(&payload)? {
+                            let frame = frame.slice(start..cursor.next);
+                            messages.push(ClientMessage::Update(IncomingUpdate { update, raw: payload, frame }));
+                        }
+                    }
+                    _ => return Err(unknown_sync(sub)),
+                }
+            }
+            MSG_AWARENESS => {
+                let payload = cursor.read_buf().map_err(malformed)?;
+                let update = AwarenessUpdate::decode_v1(payload).map_err(malformed)?;
+                for entry in update.clients.values() {
+                    if serde_json::from_str::<serde::de::IgnoredAny>(&entry.json).is_err() {
+                        return Err(ProtocolError::BadAwarenessJson);
+                    }
+                }
+                let frame = frame.slice(start..cursor.next);
+                messages.push(ClientMessage::Awareness(IncomingAwareness { update, frame }));
+            }
+            MSG_QUERY_AWARENESS => messages.push(ClientMessage::QueryAwareness),
+            MSG_AUTH => return Ok(messages),
+            _ => return skip_unknown(kind, messages),
+        }
+    }
+    Ok(messages)
+}
+
+fn skip_unknown(
+    kind: u32,
+    messages: Vec<ClientMessage>,
+) -> Result<Vec<ClientMessage>, ProtocolError> {
+    tracing::debug!(kind, "ignoring a message of unknown type and the rest of its frame");
+    Ok(messages)
+}
+
+fn unknown_sync(sub: u32) -> ProtocolError {
+    ProtocolError::Malformed(format!("unknown sync message type {sub}"))
+}
+
+fn malformed(err: impl std::fmt::Display) -> ProtocolError {
+    ProtocolError::Malformed(err.to_string())
+}
+
+/// Decodes a Yjs v1 update; `None` when it carries nothing. yrs is not trusted to reject
+/// every hostile input without panicking, so a panic counts as a decoding error.
+fn decode_update(bytes: &[u8]) -> Result<Option<Update>, ProtocolError> {
+    let update = catch_unwind(AssertUnwindSafe(|| Update::decode_v1(bytes)))
+        .map_err(|_| ProtocolError::BadUpdate("decoder panicked".into()))?
+        .map_err(|e| ProtocolError::BadUpdate(e.to_string()))?;
+    Ok((!update.is_empty()).then_some(update))
+}
+
+/// `[sync, step 1, state vector]`: what the server has, so the client sends what it lacks.
+pub fn encode_step1(sv: &StateVector) -> Bytes {
+    Message::Sync(SyncMessage::SyncStep1(sv.clone())).encode_v1().into()
+}
+
+/// `[sync, step 2, update]`: the answer to a client's step 1.
+pub fn encode_step2(update: Vec<u8>) -> Bytes {
+    Message::Sync(SyncMessage::SyncStep2(update)).encode_v1().into()
+}
+
+/// `[sync, update, update]`: how an applied update travels to every connection.
+pub fn encode_update(update: &[u8]) -> Bytes {
+    Message::Sync(SyncMessage::Update(update.to_vec())).encode_v1().into()
+}
+
+/// `[awareness, update]`.
+pub fn encode_awareness(update: AwarenessUpdate) -> Bytes {
+    Message::Awareness(update).encode_v1().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yrs::{Doc, GetString, ReadTxn, Text, Transact};
+
+    fn edit(doc: &Doc, text: &str) -> Vec<u8> {
+        let content = doc.get_or_insert_text("content");
+        let mut txn = doc.transact_mut();
+        content.push(&mut txn, text);
+        txn.encode_update_v1()
+    }
+
+    fn update_message(update: &[u8]) -> Bytes {
+        encode_update(update)
+    }
+
+    #[test]
+    fn an_update_message_is_forwarded_as_the_bytes_that_arrived() {
+        let update = edit(&Doc::new(), "hi");
+        let frame = update_message(&update);
+        let messages = decode_frame(&frame).unwrap();
+        let [ClientMessage::Update(incoming)] = messages.as_slice() else { panic!("{messages:?}") };
+        assert_eq!(incoming.frame, frame);
+        assert_eq!(incoming.raw.as_ref(), update.as_slice());
+    }
+
+    #[test]
+    fn a_step2_is_broadcast_as_an_update() {
+        let update = edit(&Doc::new(), "hi");
+        let frame = encode_step2(update.clone());
+        let messages = decode_frame(&frame).unwrap();
+        let [ClientMessage::Update(incoming)] = messages.as_slice() else { panic!("{messages:?}") };
+        assert_eq!(incoming.frame, encode_update(&update));
+    }
+
+    #[test]
+    fn several_messages_in_one_frame_are_all_read() {
+        let doc = Doc::new();
+        let mut frame = encode_step1(&doc.transact().state_vector()).to_vec();
+        frame.extend_from_slice(&update_message(&edit(&doc, "a")));
+        frame.push(MSG_QUERY_AWARENESS);
+        let messages = decode_frame(&Bytes::from(frame)).unwrap();
+        assert!(matches!(
+            messages.as_slice(),
+            [ClientMessage::SyncStep1(_), ClientMessage::Update(_), ClientMessage::QueryAwareness]
+        ));
+    }
+
+    #[test]
+    fn empty_updates_are_dropped() {
+        let empty = Doc::new().transact().encode_state_as_update_v1(&StateVector::default());
+        assert!(decode_frame(&encode_step2(empty)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unknown_message_types_are_skipped_with_the_rest_of_the_frame() {
+        let messages = decode_frame(&Bytes::from_static(&[9, 1, 2, 3])).unwrap();
+        assert!(messages.is_empty());
+        let mut frame = vec![MSG_QUERY_AWARENESS];
+        frame.extend_from_slice(&[200, 1, 0xff]); // varint 200 is two bytes: 200, 1
+        assert_eq!(decode_frame(&Bytes::from(frame)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let update = edit(&Doc::new(), "hello");
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty frame", vec![]),
+            ("truncated varint", vec![0x80]),
+            ("sync without payload", vec![MSG_SYNC, MSG_SYNC_UPDATE]),
+            ("unknown sync type", vec![MSG_SYNC, 7, 0]),
+            ("length past the end", vec![MSG_SYNC, MSG_SYNC_UPDATE, 50, 1, 2]),
+            ("update that does not decode", vec![MSG_SYNC, MSG_SYNC_UPDATE, 3, 0xff, 0xff, 0xff]),
+            ("truncated update", {
+                let mut f = update_message(&update[..update.len() - 2]).to_vec();
+                f.truncate(f.len());
+                f
+            }),
+            ("awareness with bad json", {
+                let mut update = AwarenessUpdate { clients: Default::default() };
+                update.clients.insert(
+                    yrs::block::ClientID::new(1),
+                    yrs::sync::awareness::AwarenessUpdateEntry { clock: 1, json: "{not json".into() },
+                );
+                encode_awareness(update).to_vec()
+            }),
+        ];
+        for (name, frame) in cases {
+            assert!(decode_frame(&Bytes::from(frame)).is_err(), "{name} was accepted");
+        }
+    }
+
+    #[test]
+    fn two_docs_sync_through_the_messages() {
+        // What the actor does, without the actor: a server doc answers step 1 with step 2.
+        let server = Doc::new();
+        edit(&server, "from server");
+        let client = Doc::new();
+        let step1 = encode_step1(&client.transact().state_vector());
+        let [ClientMessage::SyncStep1(sv)] = decode_frame(&step1).unwrap().try_into().unwrap() else {
+            panic!()
+        };
+        let reply = encode_step2(server.transact().encode_state_as_update_v1(&sv));
+        let [ClientMessage::Update(incoming)] = decode_frame(&reply).unwrap().try_into().unwrap() else {
+            panic!()
+        };
+        client.transact_mut().apply_update(incoming.update).unwrap();
+        let text = client.get_or_insert_text("content");
+        assert_eq!(text.get_string(&client.transact()), "from server");
+    }
+}

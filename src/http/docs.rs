@@ -1,0 +1,152 @@
+//! The REST API for documents: `/api/docs`.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::{ApiError, ApiJson, ApiQuery, parse_json};
+use crate::model::{Doc, DocId, PageCursor, Title};
+
+/// Page size when the client does not ask for one, and the most it may ask for.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/docs", get(list_docs).post(create_doc))
+        .route("/api/docs/{id}", get(get_doc).patch(rename_doc).delete(delete_doc))
+        .route("/api/docs/{id}/text", get(get_doc_text))
+}
+
+/// A document id from the path; a malformed one is a 400 with a JSON body.
+pub struct DocIdPath(pub DocId);
+
+impl<S: Send + Sync> FromRequestParts<S> for DocIdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        Ok(Self(raw.parse()?))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DocList {
+    docs: Vec<Doc>,
+    next_cursor: Option<String>,
+}
+
+/// `GET /api/docs?limit=N&cursor=C`: newest `updated_at` first.
+async fn list_docs(
+    State(app): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<axum::Json<DocList>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    let after = match params.cursor.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(raw.parse::<PageCursor>()?),
+    };
+    // One more than asked tells whether there is a next page.
+    let mut docs = app.store.list_docs(limit + 1, after).await?;
+    let next_cursor = if docs.len() > limit as usize {
+        docs.truncate(limit as usize);
+        docs.last().map(|doc| PageCursor::after(doc).to_string())
+    } else {
+        None
+    };
+    Ok(axum::Json(DocList { docs, next_cursor }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateDoc {
+    title: Option<String>,
+}
+
+/// `POST /api/docs {"title": "..."}` -> 201 Doc. The body may be omitted.
+async fn create_doc(
+    State(app): State<AppState>,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: CreateDoc = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateDoc { title: None }
+    } else {
+        parse_json(&body)?
+    };
+    let title = match body.title {
+        Some(raw) => Title::parse(&raw)?,
+        None => Title::default(),
+    };
+    let doc = app.store.create_doc(&title).await?;
+    tracing::info!(doc_id = %doc.id, "document created");
+    Ok((StatusCode::CREATED, axum::Json(doc)))
+}
+
+/// `GET /api/docs/{id}`.
+async fn get_doc(
+    State(app): State<AppState>,
+    DocIdPath(id): DocIdPath,
+) -> Result<axum::Json<Doc>, ApiError> {
+    let doc = app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    Ok(axum::Json(doc))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameDoc {
+    title: String,
+}
+
+/// `PATCH /api/docs/{id} {"title": "..."}`.
+async fn rename_doc(
+    State(app): State<AppState>,
+    DocIdPath(id): DocIdPath,
+    ApiJson(body): ApiJson<RenameDoc>,
+) -> Result<axum::Json<Doc>, ApiError> {
+    let title = Title::parse(&body.title)?;
+    let doc = app.store.rename_doc(id, &title).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    Ok(axum::Json(doc))
+}
+
+/// `DELETE /api/docs/{id}` -> 204. Open connections to it are closed (4404).
+async fn delete_doc(
+    State(app): State<AppState>,
+    DocIdPath(id): DocIdPath,
+) -> Result<StatusCode, ApiError> {
+    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    // Stop the actor first, so that no write of it lands after the delete.
+    app.registry.close(id).await;
+    if !app.store.delete_doc(id).await? {
+        return Err(ApiError::DOC_NOT_FOUND);
+    }
+    // A connection that slipped in between found the document gone, or will on its next write.
+    app.registry.close(id).await;
+    tracing::info!(doc_id = %id, "document deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/docs/{id}/text`: the live content of the root `Y.Text` named `content`.
+async fn get_doc_text(
+    State(app): State<AppState>,
+    DocIdPath(id): DocIdPath,
+) -> Result<impl IntoResponse, ApiError> {
+    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    let text = app.registry.text(id).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
+}

@@ -1,0 +1,151 @@
+//! The one error type of the HTTP layer: every failure becomes `{"error": "..."}` with a
+//! fitting status, including requests axum's own extractors reject.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::doc::DocError;
+use crate::model::{InvalidCursor, InvalidDocId, InvalidTitle};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A rejection from one of axum's extractors, which knows its own status.
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
+    #[error("{0}")]
+    Unavailable(&'static str),
+    #[error("internal server error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub const DOC_NOT_FOUND: Self = Self::NotFound("document not found");
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Rejected { status, .. } => *status,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::DOC_NOT_FOUND,
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                tracing::warn!(error = %err, "database unavailable");
+                Self::Unavailable("database unavailable; try again later")
+            }
+            err => Self::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<DocError> for ApiError {
+    fn from(err: DocError) -> Self {
+        match err {
+            DocError::NotFound => Self::DOC_NOT_FOUND,
+            DocError::ShuttingDown => Self::Unavailable("server shutting down"),
+            DocError::Gone | DocError::Load(_) | DocError::Store(_) => {
+                tracing::warn!(error = %err, "document unavailable");
+                Self::Unavailable("document temporarily unavailable; try again later")
+            }
+        }
+    }
+}
+
+impl From<InvalidDocId> for ApiError {
+    fn from(err: InvalidDocId) -> Self {
+        Self::BadRequest(err.to_string())
+    }
+}
+
+impl From<InvalidCursor> for ApiError {
+    fn from(err: InvalidCursor) -> Self {
+        Self::BadRequest(err.to_string())
+    }
+}
+
+impl From<InvalidTitle> for ApiError {
+    fn from(err: InvalidTitle) -> Self {
+        Self::Unprocessable(err.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
+    }
+}
+
+/// Parses a JSON body read as bytes: 400 when it is not JSON, 422 when it has the wrong shape
+/// (the same split as [`ApiJson`]).
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|err| {
+        let message = format!("invalid request body: {err}");
+        match err.classify() {
+            serde_json::error::Category::Data => ApiError::Unprocessable(message),
+            _ => ApiError::BadRequest(message),
+        }
+    })
+}
+
+impl From<WebSocketUpgradeRejection> for ApiError {
+    fn from(rejection: WebSocketUpgradeRejection) -> Self {
+        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
+    }
+}
+
+/// `axum::Json`, with rejections as [`ApiError`] (400 bad syntax, 422 wrong shape,
+/// 415 not JSON, 413 too large).
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Query`, with rejections as [`ApiError`].
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);

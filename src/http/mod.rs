@@ -1,0 +1,67 @@
+//! Everything HTTP: the router, health checks, the REST API, the WebSocket endpoint and
+//! the embedded web editor. Only this module knows about HTTP.
+
+mod docs;
+mod error;
+mod web;
+mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::doc::Registry;
+use crate::store::Store;
+
+/// Largest REST request body: titles are short.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long `/readyz` waits for the database to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What every handler can reach: cheap clones only.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub registry: Registry,
+    pub config: Arc<Config>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(docs::router())
+        .route("/ws/{id}", get(ws::doc_socket))
+        .fallback(web::serve_asset)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// 200 while the process is up.
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+/// 200 while the database answers; 503 otherwise.
+async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    match tokio::time::timeout(READY_TIMEOUT, app.store.ping()).await {
+        Ok(Ok(())) => Ok((StatusCode::OK, axum::Json(json!({ "status": "ready" })))),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "database not answering");
+            Err(ApiError::Unavailable("database unreachable"))
+        }
+        Err(_) => Err(ApiError::Unavailable("database unreachable")),
+    }
+}

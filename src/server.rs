@@ -1,0 +1,100 @@
+//! Startup and shutdown: one path, used by `main` and by the tests.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::doc::{DocSettings, Registry};
+use crate::http::{self, AppState};
+use crate::store::Store;
+
+/// How long shutdown waits for documents to write what they hold. Writes that fail for that
+/// long (the database is down) are reported; the rest of the process stops regardless.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Connects the store (applying migrations), then serves on `listener` until `shutdown`
+/// resolves. Then it stops accepting, closes every socket with 1001 and writes every
+/// document's pending updates before returning.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database_url)
+        .await
+        .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
+    let registry = Registry::new(store.clone(), DocSettings::from(&config));
+    let state = AppState { store: store.clone(), registry: registry.clone(), config: Arc::new(config) };
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = store.backend(), "tandem listening");
+
+    let app = http::router(state);
+    // Small frames must not wait for delayed ACKs (Nagle): every keystroke is one.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+
+    tracing::info!(open_docs = registry.open_count(), "shutting down: saving open documents");
+    if !registry.shutdown(SAVE_TIMEOUT).await {
+        tracing::error!("some documents could not save their last updates before the deadline");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}@{}", &url[..scheme + 3], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://data/tandem.db"), "sqlite://data/tandem.db");
+    }
+}

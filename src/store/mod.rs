@@ -1,0 +1,168 @@
+//! Persistence: document metadata, the append-only update log and snapshots.
+//!
+//! All SQL lives in this module, one file per backend; callers see one `Store` with one
+//! named method per question. `Store` is an enum rather than a trait object because the set
+//! of backends is closed (two) and the enum keeps every call static.
+//!
+//! The log: each applied CRDT update is one row of `doc_updates` with a growing `seq`. A
+//! snapshot row holds the whole state covering every log row up to its `upto_seq`, and the
+//! same transaction deletes the rows it covers. Loading = latest snapshot + later rows.
+
+mod postgres;
+mod sqlite;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::model::{Doc, DocId, PageCursor, Title};
+
+/// How long a caller waits for a free database connection before the call fails; keeps a
+/// database outage from hanging requests (they fail, `/readyz` says 503, writes retry).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The database, shared by every task (a cheap clone of a pool handle).
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("document not found")]
+    NotFound,
+    #[error("unsupported database url {0:?}: use postgres://... or sqlite://...")]
+    UnsupportedUrl(String),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("could not create the database folder: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything stored about a document's content, as read at load time.
+#[derive(Debug, Default)]
+pub struct StoredState {
+    /// The latest snapshot (a Yjs v1 update of the whole state), if any.
+    pub snapshot: Option<Vec<u8>>,
+    /// Log entries after the snapshot, oldest first (each a Yjs v1 update).
+    pub updates: Vec<Vec<u8>>,
+    /// The highest `seq` covered by the snapshot or the log; 0 when there is none.
+    pub last_seq: i64,
+}
+
+impl Store {
+    /// Connects to `url` and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::Postgres(postgres::connect(url).await?)
+        } else if url.starts_with("sqlite:") {
+            Self::Sqlite(sqlite::connect(url).await?)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// The name of the backend, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Ok while the database answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::ping(pool).await,
+            Self::Postgres(pool) => postgres::ping(pool).await,
+        }
+    }
+
+    pub async fn create_doc(&self, title: &Title) -> Result<Doc, StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::create_doc(pool, title).await,
+            Self::Postgres(pool) => postgres::create_doc(pool, title).await,
+        }
+    }
+
+    pub async fn get_doc(&self, id: DocId) -> Result<Option<Doc>, StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::get_doc(pool, id).await,
+            Self::Postgres(pool) => postgres::get_doc(pool, id).await,
+        }
+    }
+
+    /// Up to `limit` documents, newest `updated_at` first, strictly after `after`.
+    pub async fn list_docs(
+        &self,
+        limit: u32,
+        after: Option<PageCursor>,
+    ) -> Result<Vec<Doc>, StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::list_docs(pool, limit, after).await,
+            Self::Postgres(pool) => postgres::list_docs(pool, limit, after).await,
+        }
+    }
+
+    pub async fn rename_doc(&self, id: DocId, title: &Title) -> Result<Option<Doc>, StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::rename_doc(pool, id, title).await,
+            Self::Postgres(pool) => postgres::rename_doc(pool, id, title).await,
+        }
+    }
+
+    /// Deletes the document with its log and snapshots; false if there was none.
+    pub async fn delete_doc(&self, id: DocId) -> Result<bool, StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::delete_doc(pool, id).await,
+            Self::Postgres(pool) => postgres::delete_doc(pool, id).await,
+        }
+    }
+
+    /// The stored content of a document; `NotFound` if the document does not exist.
+    pub async fn load_state(&self, id: DocId) -> Result<StoredState, StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::load_state(pool, id).await,
+            Self::Postgres(pool) => postgres::load_state(pool, id).await,
+        }
+    }
+
+    /// Appends `updates` to the log in one transaction and marks the document updated.
+    /// Returns the `seq` of the last row written. `NotFound` if the document is gone.
+    pub async fn append_updates(&self, id: DocId, updates: &[Bytes]) -> Result<i64, StoreError> {
+        debug_assert!(!updates.is_empty());
+        match self {
+            Self::Sqlite(pool) => sqlite::append_updates(pool, id, updates).await,
+            Self::Postgres(pool) => postgres::append_updates(pool, id, updates).await,
+        }
+    }
+
+    /// Stores `state` as the snapshot covering every log row up to `upto_seq`, deletes those
+    /// rows and older snapshots, and marks the document updated, in one transaction.
+    /// `NotFound` if the document is gone.
+    pub async fn write_snapshot(
+        &self,
+        id: DocId,
+        upto_seq: i64,
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlite::write_snapshot(pool, id, upto_seq, state).await,
+            Self::Postgres(pool) => postgres::write_snapshot(pool, id, upto_seq, state).await,
+        }
+    }
+}

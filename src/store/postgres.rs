@@ -1,0 +1,244 @@
+//! The Postgres backend: uuid ids, timestamptz, bytea, and one round trip per batch.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{ACQUIRE_TIMEOUT, StoreError, StoredState};
+use crate::model::{self, Doc, DocId, PageCursor, Title};
+
+/// Connections in the pool: writes from many document actors proceed in parallel.
+const POOL_SIZE: u32 = 16;
+
+/// Statements that run longer than this fail (and are retried by their caller) instead of
+/// holding a connection forever when the server hangs.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
+    let statement_timeout = format!("{}", STATEMENT_TIMEOUT.as_millis());
+    let pool = PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(move |conn, _meta| {
+            let statement_timeout = statement_timeout.clone();
+            Box::pin(async move {
+                sqlx::query(&format!("set statement_timeout = {statement_timeout}"))
+                    .execute(conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
+}
+
+pub(super) async fn ping(pool: &PgPool) -> Result<(), StoreError> {
+    sqlx::query("select 1").execute(pool).await?;
+    Ok(())
+}
+
+const DOC_COLUMNS: &str = "id, title, created_at, updated_at";
+
+fn doc_from_row(row: &sqlx::postgres::PgRow) -> Result<Doc, StoreError> {
+    let id: Uuid = row.try_get("id")?;
+    let title: String = row.try_get("title")?;
+    Ok(Doc {
+        id: DocId::from(id),
+        // Titles were checked on the way in; a row edited by hand still shows as it is.
+        title: Title::parse(&title).unwrap_or_default(),
+        created_at: row.try_get::<DateTime<Utc>, _>("created_at")?,
+        updated_at: row.try_get::<DateTime<Utc>, _>("updated_at")?,
+    })
+}
+
+pub(super) async fn create_doc(pool: &PgPool, title: &Title) -> Result<Doc, StoreError> {
+    let now = model::now();
+    let doc = Doc {
+        id: DocId::new(),
+        title: title.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    sqlx::query("insert into documents (id, title, created_at, updated_at) values ($1, $2, $3, $3)")
+        .bind(doc.id.as_uuid())
+        .bind(doc.title.as_str())
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(doc)
+}
+
+pub(super) async fn get_doc(pool: &PgPool, id: DocId) -> Result<Option<Doc>, StoreError> {
+    let row = sqlx::query(&format!("select {DOC_COLUMNS} from documents where id = $1"))
+        .bind(id.as_uuid())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(doc_from_row).transpose()
+}
+
+pub(super) async fn list_docs(
+    pool: &PgPool,
+    limit: u32,
+    after: Option<PageCursor>,
+) -> Result<Vec<Doc>, StoreError> {
+    let rows = match after {
+        None => {
+            sqlx::query(&format!(
+                "select {DOC_COLUMNS} from documents order by updated_at desc, id desc limit $1"
+            ))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        }
+        Some(cursor) => {
+            sqlx::query(&format!(
+                "select {DOC_COLUMNS} from documents
+                 where (updated_at, id) < ($1, $2)
+                 order by updated_at desc, id desc limit $3"
+            ))
+            .bind(cursor.updated_at)
+            .bind(cursor.id.as_uuid())
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    rows.iter().map(doc_from_row).collect()
+}
+
+pub(super) async fn rename_doc(
+    pool: &PgPool,
+    id: DocId,
+    title: &Title,
+) -> Result<Option<Doc>, StoreError> {
+    let row = sqlx::query(&format!(
+        "update documents set title = $1, updated_at = $2 where id = $3 returning {DOC_COLUMNS}"
+    ))
+    .bind(title.as_str())
+    .bind(model::now())
+    .bind(id.as_uuid())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(doc_from_row).transpose()
+}
+
+pub(super) async fn delete_doc(pool: &PgPool, id: DocId) -> Result<bool, StoreError> {
+    let done = sqlx::query("delete from documents where id = $1")
+        .bind(id.as_uuid())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn load_state(pool: &PgPool, id: DocId) -> Result<StoredState, StoreError> {
+    let id = id.as_uuid();
+    let mut tx = pool.begin().await?;
+    let exists = sqlx::query("select 1 from documents where id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    let mut state = StoredState::default();
+    let snapshot = sqlx::query(
+        "select upto_seq, state from doc_snapshots where doc_id = $1 order by upto_seq desc limit 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = snapshot {
+        state.last_seq = row.try_get("upto_seq")?;
+        state.snapshot = Some(row.try_get("state")?);
+    }
+    let rows = sqlx::query("select seq, data from doc_updates where doc_id = $1 and seq > $2 order by seq")
+        .bind(id)
+        .bind(state.last_seq)
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in rows {
+        state.last_seq = row.try_get("seq")?;
+        state.updates.push(row.try_get("data")?);
+    }
+    tx.commit().await?;
+    Ok(state)
+}
+
+pub(super) async fn append_updates(
+    pool: &PgPool,
+    id: DocId,
+    updates: &[Bytes],
+) -> Result<i64, StoreError> {
+    let id = id.as_uuid();
+    let mut tx = pool.begin().await?;
+    let touched = sqlx::query("update documents set updated_at = $1 where id = $2")
+        .bind(model::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if touched.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    // One statement for the whole batch: the rows keep the order of the array.
+    let data: Vec<&[u8]> = updates.iter().map(|u| u.as_ref()).collect();
+    let last_seq: i64 = sqlx::query_scalar(
+        "with written as (
+             insert into doc_updates (doc_id, data)
+             select $1, d from unnest($2::bytea[]) with ordinality as t(d, n) order by n
+             returning seq
+         )
+         select max(seq) from written",
+    )
+    .bind(id)
+    .bind(&data)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(last_seq)
+}
+
+pub(super) async fn write_snapshot(
+    pool: &PgPool,
+    id: DocId,
+    upto_seq: i64,
+    state: &[u8],
+) -> Result<(), StoreError> {
+    let id = id.as_uuid();
+    let mut tx = pool.begin().await?;
+    // Snapshots follow edits, so marking the document updated is true; it also locks the
+    // document row, so a concurrent delete waits for this transaction or makes it fail.
+    let touched = sqlx::query("update documents set updated_at = $1 where id = $2")
+        .bind(model::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if touched.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    sqlx::query(
+        "insert into doc_snapshots (doc_id, upto_seq, state) values ($1, $2, $3)
+         on conflict (doc_id, upto_seq) do update set state = excluded.state, created_at = now()",
+    )
+    .bind(id)
+    .bind(upto_seq)
+    .bind(state)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from doc_updates where doc_id = $1 and seq <= $2")
+        .bind(id)
+        .bind(upto_seq)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from doc_snapshots where doc_id = $1 and upto_seq < $2")
+        .bind(id)
+        .bind(upto_seq)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! The embedded SQLite backend: one file in WAL mode, timestamps as integer microseconds.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use super::{ACQUIRE_TIMEOUT, StoreError, StoredState};
+use crate::model::{self, Doc, DocId, PageCursor, Title};
+
+/// Connections in the pool. SQLite runs one writer at a time; a few connections let reads
+/// (document list, loads) proceed beside a write.
+const POOL_SIZE: u32 = 4;
+
+/// How long a writer waits for the write lock before failing (the actor then retries).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: a committed batch survives a power cut, not only a crash of the process.
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(BUSY_TIMEOUT);
+    if let Some(dir) = options.get_filename().parent() {
+        if dir != Path::new("") {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    let pool = SqlitePoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+pub(super) async fn ping(pool: &SqlitePool) -> Result<(), StoreError> {
+    sqlx::query("select 1").execute(pool).await?;
+    Ok(())
+}
+
+const DOC_COLUMNS: &str = "id, title, created_at, updated_at";
+
+fn doc_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Doc, StoreError> {
+    let id: String = row.try_get("id")?;
+    let id = Uuid::parse_str(&id).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let title: String = row.try_get("title")?;
+    Ok(Doc {
+        id: DocId::from(id),
+        // Titles were checked on the way in; a row edited by hand still shows as it is.
+        title: Title::parse(&title).unwrap_or_default(),
+        created_at: from_micros(row.try_get("created_at")?)?,
+        updated_at: from_micros(row.try_get("updated_at")?)?,
+    })
+}
+
+fn from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| sqlx::Error::Decode(format!("timestamp out of range: {micros}").into()).into())
+}
+
+pub(super) async fn create_doc(pool: &SqlitePool, title: &Title) -> Result<Doc, StoreError> {
+    let now = model::now();
+    let doc = Doc {
+        id: DocId::new(),
+        title: title.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    sqlx::query(r"insert into documents (id, title, created_at, updated_at) values (?, ?, ?, ?)")
+        .bind(doc.id.to_string())
+        .bind(doc.title.as_str())
+        .bind(now.timestamp_micros())
+        .bind(now.timestamp_micros())
+        .execute(pool)
+        .await?;
+    Ok(doc)
+}
+
+pub(super) async fn get_doc(pool: &SqlitePool, id: DocId) -> Result<Option<Doc>, StoreError> {
+    let row = sqlx::query(&format!("select {DOC_COLUMNS} from documents where id = ?"))
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(doc_from_row).transpose()
+}
+
+pub(super) async fn list_docs(
+    pool: &SqlitePool,
+    limit: u32,
+    after: Option<PageCursor>,
+) -> Result<Vec<Doc>, StoreError> {
+    let rows = match after {
+        None => {
+            sqlx::query(&format!(
+                "select {DOC_COLUMNS} from documents order by updated_at desc, id desc limit ?"
+            ))
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+        Some(cursor) => {
+            sqlx::query(&format!(
+                "select {DOC_COLUMNS} from documents
+                 where updated_at < ?1 or (updated_at = ?1 and id < ?2)
+                 order by updated_at desc, id desc limit ?3"
+            ))
+            .bind(cursor.updated_at.timestamp_micros())
+            .bind(cursor.id.to_string())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    rows.iter().map(doc_from_row).collect()
+}
+
+pub(super) async fn rename_doc(
+    pool: &SqlitePool,
+    id: DocId,
+    title: &Title,
+) -> Result<Option<Doc>, StoreError> {
+    let row = sqlx::query(&format!(
+        "update documents set title = ?, updated_at = ? where id = ? returning {DOC_COLUMNS}"
+    ))
+    .bind(title.as_str())
+    .bind(model::now().timestamp_micros())
+    .bind(id.to_string())
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(doc_from_row).transpose()
+}
+
+pub(super) async fn delete_doc(pool: &SqlitePool, id: DocId) -> Result<bool, StoreError> {
+    let done = sqlx::query("delete from documents where id = ?")
+        .bind(id.to_string())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub(super) async fn load_state(pool: &SqlitePool, id: DocId) -> Result<StoredState, StoreError> {
+    let id = id.to_string();
+    let mut tx = pool.begin().await?;
+    let exists = sqlx::query("select 1 from documents where id = ?")
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    let mut state = StoredState::default();
+    let snapshot = sqlx::query(
+        "select upto_seq, state from doc_snapshots where doc_id = ? order by upto_seq desc limit 1",
+    )
+    .bind(&id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(row) = snapshot {
+        state.last_seq = row.try_get("upto_seq")?;
+        state.snapshot = Some(row.try_get("state")?);
+    }
+    let rows = sqlx::query("select seq, data from doc_updates where doc_id = ? and seq > ? order by seq")
+        .bind(&id)
+        .bind(state.last_seq)
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in rows {
+        state.last_seq = row.try_get("seq")?;
+        state.updates.push(row.try_get("data")?);
+    }
+    tx.commit().await?;
+    Ok(state)
+}
+
+pub(super) async fn append_updates(
+    pool: &SqlitePool,
+    id: DocId,
+    updates: &[Bytes],
+) -> Result<i64, StoreError> {
+    let id = id.to_string();
+    let now = model::now().timestamp_micros();
+    let mut tx = pool.begin().await?;
+    // A write first, so the transaction takes the write lock at once (and waits for it
+    // under busy_timeout) instead of failing on a read-to-write upgrade.
+    let touched = sqlx::query("update documents set updated_at = ? where id = ?")
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    if touched.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    let mut last_seq = 0;
+    for update in updates {
+        let done = sqlx::query("insert into doc_updates (doc_id, data, created_at) values (?, ?, ?)")
+            .bind(&id)
+            .bind(update.as_ref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        last_seq = done.last_insert_rowid();
+    }
+    tx.commit().await?;
+    Ok(last_seq)
+}
+
+pub(super) async fn write_snapshot(
+    pool: &SqlitePool,
+    id: DocId,
+    upto_seq: i64,
+    state: &[u8],
+) -> Result<(), StoreError> {
+    let id = id.to_string();
+    let now = model::now().timestamp_micros();
+    let mut tx = pool.begin().await?;
+    // Snapshots follow edits, so marking the document updated is true; it also takes the
+    // write lock first, as in append_updates.
+    let touched = sqlx::query("update documents set updated_at = ? where id = ?")
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    if touched.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    sqlx::query(
+        "insert into doc_snapshots (doc_id, upto_seq, state, created_at) values (?1, ?2, ?3, ?4)
+         on conflict (doc_id, upto_seq) do update set state = ?3, created_at = ?4",
+    )
+    .bind(&id)
+    .bind(upto_seq)
+    .bind(state)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from doc_updates where doc_id = ? and seq <= ?")
+        .bind(&id)
+        .bind(upto_seq)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from doc_snapshots where doc_id = ? and upto_seq < ?")
+        .bind(&id)
+        .bind(upto_seq)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
