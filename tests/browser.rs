@@ -83,7 +83,7 @@ fn browser_end_to_end() {
     let summary = stdout.lines().last().unwrap_or("");
     let _ = writeln!(
         std::io::stderr(),
-        "browser e2e finished in {:.0?}: {summary}",
+        "{summary} (with startup: {:.0?})",
         started.elapsed()
     );
 }

@@ -146,14 +146,17 @@ async function missing(t) {
 
   await page.goto(`${t.base}/d/00000000-0000-4000-8000-000000000000`);
   await page.getByRole('heading', { name: 'Document not found' }).waitFor();
-  await page.goto(`${t.base}/d/not-a-document`);
-  await page.getByRole('heading', { name: 'Not a document link' }).waitFor();
+  await page.screenshot({ path: t.shots.path('missing-unknown.png') });
+  const malformed = await context.newPage();
+  t.watch.attach(malformed, 'malformed');
+  await malformed.goto(`${t.base}/d/not-a-document`);
+  await malformed.getByRole('heading', { name: 'Not a document link' }).waitFor();
 
   const doc = await t.server.createDoc('Short-lived');
   const open = await openDoc(context, t.watch, t.base, doc.id, 'deleted');
   await t.server.api('DELETE', `/api/docs/${doc.id}`);
   await open.getByRole('heading', { name: 'Document deleted' }).waitFor({ timeout: 15_000 });
-  await screenshot(t.shots, 'missing', [['unknown', page], ['deleted', open]]);
+  await screenshot(t.shots, 'missing', [['unknown', page], ['malformed', malformed], ['deleted', open]]);
 }
 
 async function restart(t) {
@@ -218,8 +221,24 @@ async function closedWhileDown(t) {
   await waitForStatus(a, 'reconnecting');
   await typeInto(a, ' Typed while the server was down.');
   await waitForStatus(a, 'offline');
-  // Give IndexedDB a moment to commit, then close the whole browser of that profile.
-  await sleep(1000);
+  // Wait until IndexedDB has committed the edits (a later read-write transaction on the same store completes
+  // only after the earlier ones), then close the whole browser of that profile.
+  await a.evaluate(
+    (name) =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open(name);
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const tx = open.result.transaction('updates', 'readwrite');
+          tx.oncomplete = () => {
+            open.result.close();
+            resolve();
+          };
+          tx.onerror = () => reject(tx.error);
+        };
+      }),
+    `tandem-doc-${doc.id}`,
+  );
   await t.closeProfile(aliceProfile);
 
   await t.startServer();
