@@ -18,6 +18,8 @@ export interface StatusView {
 
 export class ConnectionMonitor {
   private everConnected = false;
+  /** A connection attempt has failed, so "connecting" would understate the problem. */
+  private attemptFailed = false;
   private unsynced = 0;
   private timer: number;
   private last = '';
@@ -27,6 +29,10 @@ export class ConnectionMonitor {
     this.refresh();
   };
   private readonly onStatus = () => this.refresh();
+  private readonly onFailure = () => {
+    this.attemptFailed = true;
+    this.refresh();
+  };
   private readonly onNetwork = () => {
     // Chromium keeps a socket open for a while after the network goes; stop using it at once, and start again
     // as soon as the network is back rather than waiting for the next backoff step.
@@ -44,6 +50,8 @@ export class ConnectionMonitor {
     doc.on('update', this.onUpdate);
     provider.on('status', this.onStatus);
     provider.on('sync', this.onStatus);
+    provider.on('connection-error', this.onFailure);
+    provider.on('connection-close', this.onFailure);
     window.addEventListener('online', this.onNetwork);
     window.addEventListener('offline', this.onNetwork);
     // The browser's idea of being online changes without a provider event, so look again now and then.
@@ -55,6 +63,8 @@ export class ConnectionMonitor {
     this.doc.off('update', this.onUpdate);
     this.provider.off('status', this.onStatus);
     this.provider.off('sync', this.onStatus);
+    this.provider.off('connection-error', this.onFailure);
+    this.provider.off('connection-close', this.onFailure);
     window.removeEventListener('online', this.onNetwork);
     window.removeEventListener('offline', this.onNetwork);
     window.clearInterval(this.timer);
@@ -92,10 +102,14 @@ export class ConnectionMonitor {
         detail: 'Your edits are kept in this browser, even if you close the tab, and are sent when the connection is back.',
       };
     }
-    if (!this.everConnected) {
+    if (!this.everConnected && !this.attemptFailed) {
       return { status: 'connecting', label: 'Connecting…', detail: 'Opening the live connection.' };
     }
-    const detail = navigator.onLine ? 'The connection dropped; trying again.' : 'This device is offline; waiting for the network.';
+    const detail = !navigator.onLine
+      ? 'This device is offline; waiting for the network.'
+      : this.everConnected
+        ? 'The connection dropped; trying again.'
+        : 'The server cannot be reached yet; trying again.';
     return { status: 'reconnecting', label: 'Reconnecting…', detail };
   }
 }

@@ -10,10 +10,15 @@ interface User {
   color: string;
 }
 
+/** Awareness comes from other people's browsers: only a plain hex colour goes into a style attribute. */
+const HEX_COLOR = /^#[0-9a-f]{3,8}$/i;
+const FALLBACK_COLOR = '#56616e';
+
 function userOf(state: Record<string, unknown>): User | null {
   const user = state.user as Partial<User> | undefined;
-  if (!user || typeof user.name !== 'string' || typeof user.color !== 'string') return null;
-  return { name: user.name, color: user.color };
+  if (!user || typeof user.name !== 'string') return null;
+  const color = typeof user.color === 'string' && HEX_COLOR.test(user.color) ? user.color : FALLBACK_COLOR;
+  return { name: user.name.slice(0, 60), color };
 }
 
 /** Renders everyone present into `list`, the local visitor first; one entry per name and colour. */
