@@ -60,12 +60,12 @@ const browser = await launchBrowser(executablePath);
 const shots = {
   path: (name) => join(shotsDir, name),
   async combine(name, pictures) {
-    const page = await browser.newPage({ viewport: { width: VIEWPORT.width * pictures.length + 24 * (pictures.length + 1), height: 200 } });
+    const page = await browser.newPage({ viewport: { width: 400, height: 200 } });
     const cells = pictures
       .map(([label, png]) => `<figure><img src="data:image/png;base64,${png}" alt=""><figcaption>${label}</figcaption></figure>`)
       .join('');
     await page.setContent(
-      `<style>body{margin:0;padding:24px;display:flex;gap:24px;background:#dfe3ea;font:600 15px system-ui,sans-serif}` +
+      `<style>body{margin:0;padding:24px;display:flex;gap:24px;width:max-content;background:#dfe3ea;font:600 15px system-ui,sans-serif}` +
         `figure{margin:0}img{display:block;border-radius:8px;box-shadow:0 2px 10px #0002}figcaption{margin-top:8px;color:#3b4350}</style>${cells}`,
     );
     await page.screenshot({ path: join(shotsDir, name), fullPage: true });
@@ -88,8 +88,8 @@ try {
       shots,
       watch,
       workPath: (name) => join(work, name),
-      async context(name, color) {
-        const context = await browser.newContext({ viewport: VIEWPORT });
+      async context(name, color, options = {}) {
+        const context = await browser.newContext({ viewport: VIEWPORT, ...options });
         await setIdentity(context, name, color);
         contexts.push(context);
         return context;

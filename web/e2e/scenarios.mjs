@@ -254,6 +254,22 @@ async function closedWhileDown(t) {
   await screenshot(t.shots, 'reopened', [['alice', again], ['bob', b]]);
 }
 
+async function phone(t) {
+  const doc = await t.server.createDoc('A title long enough to need the whole width of a small phone');
+  const context = await t.context('Erin', '#0e7c86', { viewport: { width: 375, height: 720 }, isMobile: true, hasTouch: true });
+  const list = await context.newPage();
+  t.watch.attach(list, 'phone-list');
+  await list.goto(`${t.base}/`);
+  await list.locator(`.doc-row[data-id="${doc.id}"]`).waitFor();
+  const editor = await openDoc(context, t.watch, t.base, doc.id, 'phone-editor');
+  await typeInto(editor, 'Typed on a phone: the lines wrap to the width of the screen instead of running off it.');
+  for (const [name, page] of [['list', list], ['editor', editor]]) {
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 0) throw new Error(`the ${name} page is ${overflow} px wider than a phone screen`);
+  }
+  await screenshot(t.shots, 'phone', [['list', list], ['editor', editor]]);
+}
+
 export const SCENARIOS = [
   ['typing', 'two pages on one document: typing appears in the other, concurrent typing converges', typing],
   ['cursor', 'the remote cursor and selection of Alice, with her name label, show in Bob\'s page', remoteCursor],
@@ -261,5 +277,6 @@ export const SCENARIOS = [
   ['missing', 'an unknown, malformed or deleted document shows a clear message', missing],
   ['restart', 'the server restarts: pages show "reconnecting", then reconnect by themselves with content intact', restart],
   ['offline', 'one page goes offline, both edit, it comes back: both show all edits', offline],
+  ['phone', 'the list and the editor fit a phone screen', phone],
   ['reopen', 'edits typed with the server down survive closing the browser and reach the other page later', closedWhileDown],
 ];

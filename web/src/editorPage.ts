@@ -63,14 +63,20 @@ function openEditor(main: HTMLElement, id: string, initial: Doc | null): void {
   provider.awareness.setLocalStateField('user', identity);
 
   // Header: title, status, people, copy link.
-  const titleInput = h('input', {
+  // A one-line text area rather than an input, so a long title wraps on a narrow screen instead of being cut.
+  const titleInput = h('textarea', {
     id: 'doc-title',
     class: 'title-input',
-    type: 'text',
+    rows: 1,
     maxlength: 200,
     placeholder: 'Untitled',
-    value: initial?.title ?? '',
+    spellcheck: 'false',
   });
+  titleInput.value = initial?.title ?? '';
+  const fitTitle = () => {
+    titleInput.style.height = 'auto';
+    titleInput.style.height = `${titleInput.scrollHeight}px`;
+  };
   let savedTitle = initial?.title ?? '';
   setPageTitle(savedTitle);
   const statusBadge = h('span', { class: 'status', 'data-status': 'connecting', role: 'status', 'aria-live': 'polite' }, 'Connecting…');
@@ -101,7 +107,9 @@ function openEditor(main: HTMLElement, id: string, initial: Doc | null): void {
   let titleTyped = false;
   titleInput.addEventListener('input', () => {
     titleTyped = true;
+    fitTitle();
   });
+  new ResizeObserver(fitTitle).observe(titleInput);
   const commitTitle = async () => {
     const wanted = titleInput.value.trim() || 'Untitled';
     const typed = titleTyped;
@@ -109,15 +117,18 @@ function openEditor(main: HTMLElement, id: string, initial: Doc | null): void {
     // Only a title the visitor typed is sent: a field that was merely visited must not undo a rename made elsewhere.
     if (!typed || wanted === savedTitle) {
       titleInput.value = savedTitle;
+      fitTitle();
       return;
     }
     try {
       const updated = await renameDoc(id, wanted);
       savedTitle = updated.title;
       titleInput.value = savedTitle;
+      fitTitle();
       setPageTitle(savedTitle);
     } catch (err) {
       titleInput.value = savedTitle;
+      fitTitle();
       flash(copyNote, err instanceof Error ? `Rename failed: ${err.message}` : 'Rename failed');
     }
   };
@@ -179,7 +190,10 @@ function openEditor(main: HTMLElement, id: string, initial: Doc | null): void {
       const current = await getDoc(id);
       if (current.title !== savedTitle) {
         savedTitle = current.title;
-        if (document.activeElement !== titleInput) titleInput.value = savedTitle;
+        if (document.activeElement !== titleInput) {
+          titleInput.value = savedTitle;
+          fitTitle();
+        }
         setPageTitle(savedTitle);
       }
     } catch (err) {
