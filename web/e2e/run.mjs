@@ -7,7 +7,7 @@
 // The runner starts tandem itself (TANDEM_LISTEN on a free loopback port, DATABASE_URL a SQLite file in the work
 // folder) because some scenarios stop and restart it. It exits non-zero if any scenario fails.
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConsoleWatch, launchBrowser, launchProfile, setIdentity } from './browser.mjs';
@@ -49,8 +49,17 @@ const shotsDir = resolve(args.screenshots);
 const executablePath = args.chromium ?? findChromium();
 const only = args.only ? new Set(args.only.split(',')) : null;
 
+// The work folder is wiped before each run, so only a folder this runner made (it leaves a marker) or an empty one
+// is accepted: a mistyped --work must not delete someone's files.
+const MARKER = '.tandem-e2e-work';
+const existing = await readdir(work).catch(() => null);
+if (existing && existing.length > 0 && !existing.includes(MARKER)) {
+  console.error(`refusing to wipe ${work}: it is not empty and was not made by this runner`);
+  process.exit(2);
+}
 await rm(work, { recursive: true, force: true });
 await mkdir(work, { recursive: true });
+await writeFile(join(work, MARKER), 'made by web/e2e/run.mjs; wiped at the start of each run\n');
 await mkdir(shotsDir, { recursive: true });
 
 const server = await TandemServer.create(serverBin, work);
