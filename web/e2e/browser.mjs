@@ -26,6 +26,8 @@ const GRACE_MS = 4000;
 export class ConsoleWatch {
   constructor() {
     this.errors = [];
+    /** Console warnings do not fail a scenario, but the runner prints them. */
+    this.warnings = [];
     this.outages = 0;
     this.outageEndedAt = 0;
     /** Extra messages a scenario expects (e.g. the 404 of an unknown document). */
@@ -53,6 +55,7 @@ export class ConsoleWatch {
 
   attach(page, label) {
     page.on('console', (msg) => {
+      if (msg.type() === 'warning') this.warnings.push(`[${label}] ${msg.text()}`);
       if (msg.type() !== 'error') return;
       const text = msg.text();
       if (!this.excused(text)) this.errors.push(`[${label}] console error: ${text}`);

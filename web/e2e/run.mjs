@@ -140,6 +140,9 @@ try {
     } else {
       console.log(`ok   ${key}: ${title} (${seconds} s)`);
     }
+    for (const warning of new Set(watch.warnings)) {
+      console.log(`     console warning: ${warning}`);
+    }
   }
 } finally {
   await browser.close().catch(() => undefined);
