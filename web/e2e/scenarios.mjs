@@ -82,6 +82,28 @@ async function remoteCursor(t) {
   await waitUntil('Bob listed in Alice\'s page', async () => (await a.locator('.people .person-name').allTextContents()).includes('Bob'));
   await a.locator('.cm-ySelectionInfo', { hasText: 'Bob' }).waitFor({ state: 'visible' });
   await screenshot(t.shots, 'remote-cursor', [['alice', a], ['bob', b]]);
+
+}
+
+async function leave(t) {
+  const doc = await t.server.createDoc('Coming and going');
+  const a = await openDoc(await t.context(...ALICE), t.watch, t.base, doc.id, 'alice');
+  const b = await openDoc(await t.context(...BOB), t.watch, t.base, doc.id, 'bob');
+  await typeInto(a, 'Alice was here.');
+  await b.locator('.cm-ySelectionInfo', { hasText: 'Alice' }).waitFor({ state: 'visible' });
+  await a.locator('.cm-ySelectionInfo', { hasText: 'Bob' }).waitFor({ state: 'attached' }).catch(() => undefined);
+
+  // Alice closes her tab without saying goodbye (browsers send no awareness removal on close): the server
+  // clears what her connection announced, so her name and cursor leave Bob's page at once, not after the
+  // 30 s sweep of stale states.
+  await a.close();
+  await waitUntil("Alice's name and cursor gone from Bob's page", async () => {
+    const names = await b.locator('.people .person-name').allTextContents();
+    return !names.includes('Alice') && (await b.locator('.cm-ySelectionInfo').count()) === 0;
+  }, 10_000);
+  const names = await b.locator('.people .person-name').allTextContents();
+  if (names.join() !== 'Bob') throw new Error(`Bob's page lists ${JSON.stringify(names)}`);
+  await screenshot(t.shots, 'leave', [['bob', b]]);
 }
 
 async function docList(t) {
@@ -273,6 +295,7 @@ async function phone(t) {
 export const SCENARIOS = [
   ['typing', 'two pages on one document: typing appears in the other, concurrent typing converges', typing],
   ['cursor', 'the remote cursor and selection of Alice, with her name label, show in Bob\'s page', remoteCursor],
+  ['leave', 'a page that closes leaves the others\' presence list and its cursor goes at once', leave],
   ['list', 'the document list shows new documents and renames made elsewhere; rename, delete, paging', docList],
   ['missing', 'an unknown, malformed or deleted document shows a clear message', missing],
   ['restart', 'the server restarts: pages show "reconnecting", then reconnect by themselves with content intact', restart],
