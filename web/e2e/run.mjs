@@ -7,8 +7,9 @@
 // The runner starts tandem itself (TANDEM_LISTEN on a free loopback port, DATABASE_URL a SQLite file in the work
 // folder) because some scenarios stop and restart it. It exits non-zero if any scenario fails.
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConsoleWatch, launchBrowser, launchProfile, setIdentity } from './browser.mjs';
 import { SCENARIOS } from './scenarios.mjs';
@@ -82,10 +83,24 @@ const shots = {
   },
 };
 
+/** The pages under test must be the bundle in web/dist: a binary built before the last `npm run build` is not. */
+async function checkServedBundle(server) {
+  const dist = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist');
+  for (const file of ['index.html', 'assets/app.js', 'assets/app.css']) {
+    const onDisk = await readFile(join(dist, file));
+    const res = await fetch(`${server.base}/${file}`);
+    const served = Buffer.from(await res.arrayBuffer());
+    if (!res.ok || !served.equals(onDisk)) {
+      throw new Error(`tandem serves a different /${file} than web/dist has (status ${res.status}): rebuild the binary after npm run build`);
+    }
+  }
+}
+
 const started = Date.now();
 const results = [];
 try {
   await server.start();
+  await checkServedBundle(server);
   for (const [key, title, scenario] of SCENARIOS) {
     if (only && !only.has(key)) continue;
     const watch = new ConsoleWatch();
