@@ -126,16 +126,20 @@ function openEditor(main: HTMLElement, id: string, initial: Doc | null): void {
       checking = false;
     }
   };
-  const poll = window.setInterval(() => void checkDoc(), TITLE_POLL_MS);
+  const poll = window.setInterval(() => {
+    if (!document.hidden) void checkDoc();
+  }, TITLE_POLL_MS);
   const onClose = () => window.setTimeout(() => void checkDoc(), 300);
   provider.on('connection-close', onClose);
   const onFocus = () => void checkDoc();
   window.addEventListener('focus', onFocus);
+  document.addEventListener('visibilitychange', onFocus);
   if (!initial) void checkDoc();
 
   function teardown(): void {
     window.clearInterval(poll);
     window.removeEventListener('focus', onFocus);
+    document.removeEventListener('visibilitychange', onFocus);
     provider.off('connection-close', onClose);
     monitor.destroy();
     view.destroy();

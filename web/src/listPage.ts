@@ -63,7 +63,10 @@ class DocList {
       ),
     );
     void this.refresh();
-    window.setInterval(() => void this.refresh(), REFRESH_MS);
+    // A hidden tab does not poll; it catches up when it is shown again.
+    window.setInterval(() => {
+      if (!document.hidden) void this.refresh();
+    }, REFRESH_MS);
     window.addEventListener('focus', () => void this.refresh());
     document.addEventListener('visibilitychange', () => {
       if (document.visibilityState === 'visible') void this.refresh();
