@@ -4,14 +4,14 @@
 
 /// Every setting: flag, then `TANDEM_*` environment variable, then default.
 pub mod config;
+/// Open documents: one actor per document owning its yrs `Doc` and awareness; the
+/// y-websocket protocol, sans IO; the registry of open documents.
+pub mod doc;
+/// HTTP: REST API, `/ws/{id}` socket IO, health checks, the embedded web editor.
+pub mod http;
 /// Shared nouns (`DocId`, `Title`, `Doc`), used by every layer; imports nothing of ours.
 pub mod model;
 /// Startup and graceful shutdown; the one path `main` and the tests both take.
 pub mod server;
-/// HTTP: REST API, `/ws/{id}` socket IO, health checks, the embedded web editor.
-pub mod http;
-/// Open documents: one actor per document owning its yrs `Doc` and awareness; the
-/// y-websocket protocol, sans IO; the registry of open documents.
-pub mod doc;
 /// Persistence: metadata, update log and snapshots on Postgres or embedded SQLite.
 pub mod store;

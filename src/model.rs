@@ -176,7 +176,13 @@ mod tests {
     fn doc_id_round_trips_and_refuses_garbage() {
         let id = DocId::new();
         assert_eq!(id.to_string().parse::<DocId>().unwrap(), id);
-        for bad in ["", "nope", "123", "0b5e2d0c8f434a8e9a393c6f1f4f2b1a", "{0b5e2d0c-8f43-4a8e-9a39-3c6f1f4f2b1a}"] {
+        for bad in [
+            "",
+            "nope",
+            "123",
+            "0b5e2d0c8f434a8e9a393c6f1f4f2b1a",
+            "{0b5e2d0c-8f43-4a8e-9a39-3c6f1f4f2b1a}",
+        ] {
             assert!(bad.parse::<DocId>().is_err(), "{bad:?} parsed");
         }
     }
@@ -197,7 +203,14 @@ mod tests {
             id: DocId::new(),
         };
         assert_eq!(cursor.to_string().parse::<PageCursor>().unwrap(), cursor);
-        for bad in ["", ".", "12", "x.y", "1.not-a-uuid", "99999999999999999999.0b5e2d0c-8f43-4a8e-9a39-3c6f1f4f2b1a"] {
+        for bad in [
+            "",
+            ".",
+            "12",
+            "x.y",
+            "1.not-a-uuid",
+            "99999999999999999999.0b5e2d0c-8f43-4a8e-9a39-3c6f1f4f2b1a",
+        ] {
             assert!(bad.parse::<PageCursor>().is_err(), "{bad:?} parsed");
         }
     }

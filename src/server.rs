@@ -29,7 +29,11 @@ pub async fn run(
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
     let registry = Registry::new(store.clone(), DocSettings::from(&config));
-    let state = AppState { store: store.clone(), registry: registry.clone(), config: Arc::new(config) };
+    let state = AppState {
+        store: store.clone(),
+        registry: registry.clone(),
+        config: Arc::new(config),
+    };
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend(), "tandem listening");
 
@@ -45,7 +49,10 @@ pub async fn run(
         .await
         .context("serving HTTP")?;
 
-    tracing::info!(open_docs = registry.open_count(), "shutting down: saving open documents");
+    tracing::info!(
+        open_docs = registry.open_count(),
+        "shutting down: saving open documents"
+    );
     if !registry.shutdown(SAVE_TIMEOUT).await {
         tracing::error!("some documents could not save their last updates before the deadline");
     }

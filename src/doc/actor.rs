@@ -74,9 +74,10 @@ impl DocActor {
             () = cancel.cancelled() => Err(DocError::ShuttingDown),
         };
         let (doc, persist) = match loaded {
-            Ok((doc, last_seq, rows, bytes)) => {
-                (doc, Persist::new(id, store, &settings, last_seq, rows, bytes))
-            }
+            Ok((doc, last_seq, rows, bytes)) => (
+                doc,
+                Persist::new(id, store, &settings, last_seq, rows, bytes),
+            ),
             Err(err) => {
                 if !matches!(err, DocError::NotFound | DocError::ShuttingDown) {
                     tracing::error!(error = %err, "could not load the document");
@@ -183,7 +184,12 @@ impl DocActor {
     /// One command. `Err(Failed)` when the document can no longer be trusted in memory.
     fn handle(&mut self, msg: DocMsg) -> Result<Option<Exit>, Failed> {
         match msg {
-            DocMsg::Connect { conn, outbox, kick, respond_to } => {
+            DocMsg::Connect {
+                conn,
+                outbox,
+                kick,
+                respond_to,
+            } => {
                 self.connect(conn, outbox, kick);
                 let _ = respond_to.send(Ok(()));
             }
@@ -220,14 +226,25 @@ impl DocActor {
         if let Some(states) = self.awareness_states() {
             let _ = outbox.try_send(states);
         }
-        self.subscribers.insert(conn, Subscriber { outbox, kick: Some(kick) });
+        self.subscribers.insert(
+            conn,
+            Subscriber {
+                outbox,
+                kick: Some(kick),
+            },
+        );
         tracing::debug!(connections = self.subscribers.len(), "connected");
     }
 
     fn client_message(&mut self, conn: ConnId, msg: ClientMessage) -> Result<(), Failed> {
         match msg {
             ClientMessage::SyncStep1(sv) => {
-                let update = self.awareness.doc().transact().encode_state_as_update_v1(&sv);
+                tracing::trace!("answering step 1");
+                let update = self
+                    .awareness
+                    .doc()
+                    .transact()
+                    .encode_state_as_update_v1(&sv);
                 self.send_to(conn, protocol::encode_step2(update));
             }
             ClientMessage::Update(update) => self.apply_update(conn, update)?,
@@ -248,6 +265,7 @@ impl DocActor {
         let applied = catch_unwind(AssertUnwindSafe(|| doc.transact_mut().apply_update(update)));
         match applied {
             Ok(Ok(())) => {
+                tracing::trace!(bytes = raw.len(), "applied an update");
                 self.persist.push(raw, Instant::now());
                 self.broadcast(frame);
                 Ok(())
@@ -266,20 +284,25 @@ impl DocActor {
 
     fn apply_awareness(&mut self, conn: ConnId, incoming: IncomingAwareness) {
         let IncomingAwareness { update, frame } = incoming;
-        for (client, entry) in &update.clients {
-            if &*entry.json == "null" {
-                if self.announced.get(client) == Some(&conn) {
-                    self.announced.remove(client);
-                }
-            } else {
-                self.announced.insert(*client, conn);
+        let summary = match self.awareness.apply_update_summary(update) {
+            Ok(Some(summary)) => summary,
+            // Nothing newer than what we have: typically a client echoing states it heard.
+            Ok(None) => return,
+            Err(err) => {
+                tracing::debug!(error = %err, "awareness update not applied");
+                return;
             }
+        };
+        // A state that is new or newer came from its own client through this connection
+        // (clients re-send the states they hear, but those are never newer), so this
+        // connection owns it now: also after a reconnect that beat the old socket's close.
+        for client in summary.added.iter().chain(&summary.updated) {
+            self.announced.insert(*client, conn);
         }
-        match self.awareness.apply_update_summary(update) {
-            Ok(Some(_)) => self.broadcast(frame),
-            Ok(None) => {}
-            Err(err) => tracing::debug!(error = %err, "awareness update not applied"),
+        for client in &summary.removed {
+            self.announced.remove(client);
         }
+        self.broadcast(frame);
     }
 
     /// Every known awareness state as one message, or `None` when there is none.
@@ -296,7 +319,9 @@ impl DocActor {
         let stale: Vec<ClientID> = self
             .awareness
             .iter()
-            .filter(|(_, state)| state.data.is_some() && now.saturating_sub(state.last_updated) >= timeout)
+            .filter(|(_, state)| {
+                state.data.is_some() && now.saturating_sub(state.last_updated) >= timeout
+            })
             .map(|(client, _)| client)
             .collect();
         if stale.is_empty() {
@@ -324,7 +349,9 @@ impl DocActor {
 
     /// Sends one frame to one connection; drops the connection if its queue is full.
     fn send_to(&mut self, conn: ConnId, frame: Bytes) {
-        let Some(subscriber) = self.subscribers.get(&conn) else { return };
+        let Some(subscriber) = self.subscribers.get(&conn) else {
+            return;
+        };
         if subscriber.outbox.try_send(frame).is_err() {
             self.remove(&[conn], Some(Close::SLOW));
         }
@@ -358,10 +385,10 @@ impl DocActor {
 
     fn drop_subscribers(&mut self, conns: &[ConnId], close: Option<Close>) -> Option<Bytes> {
         for conn in conns {
-            if let Some(mut subscriber) = self.subscribers.remove(conn) {
-                if let (Some(close), Some(kick)) = (close, subscriber.kick.take()) {
-                    let _ = kick.send(close);
-                }
+            if let Some(mut subscriber) = self.subscribers.remove(conn)
+                && let (Some(close), Some(kick)) = (close, subscriber.kick.take())
+            {
+                let _ = kick.send(close);
             }
         }
         if self.subscribers.is_empty() {
@@ -377,6 +404,11 @@ impl DocActor {
         for client in &gone {
             self.announced.remove(client);
         }
+        tracing::debug!(
+            connections = self.subscribers.len(),
+            awareness_removed = gone.len(),
+            "disconnected"
+        );
         self.remove_awareness(gone)
     }
 
@@ -390,7 +422,10 @@ impl DocActor {
 
     fn start_write(&mut self) {
         let doc = self.awareness.doc();
-        self.persist.start(|| doc.transact().encode_state_as_update_v1(&StateVector::default()));
+        self.persist.start(|| {
+            doc.transact()
+                .encode_state_as_update_v1(&StateVector::default())
+        });
     }
 
     /// After a write: answers flush waiters; stops the actor if the document was deleted.

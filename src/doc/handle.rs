@@ -30,7 +30,10 @@ pub struct Close {
 }
 
 impl Close {
-    pub const SHUTDOWN: Self = Self { code: 1001, reason: "server shutting down" };
+    pub const SHUTDOWN: Self = Self {
+        code: 1001,
+        reason: "server shutting down",
+    };
     pub const SLOW: Self = Self {
         code: 1013,
         reason: "connection too slow: its queue is full; reconnect to resync",
@@ -39,9 +42,18 @@ impl Close {
         code: 1013,
         reason: "document temporarily unavailable; try again later",
     };
-    pub const FAILED: Self = Self { code: 1011, reason: "document failed on the server; reconnect" };
-    pub const BAD_UPDATE: Self = Self { code: 1007, reason: "update could not be applied" };
-    pub const DELETED: Self = Self { code: 4404, reason: "document deleted" };
+    pub const FAILED: Self = Self {
+        code: 1011,
+        reason: "document failed on the server; reconnect",
+    };
+    pub const BAD_UPDATE: Self = Self {
+        code: 1007,
+        reason: "update could not be applied",
+    };
+    pub const DELETED: Self = Self {
+        code: 4404,
+        reason: "document deleted",
+    };
 }
 
 /// A connection's seat at a document: frames arrive on `outbox`; if the actor ends the
@@ -93,7 +105,9 @@ pub(super) enum DocMsg {
     /// The live text of the root `Y.Text` named `content`.
     Text { respond_to: oneshot::Sender<String> },
     /// Write everything pending; answers once it is in the store.
-    Flush { respond_to: oneshot::Sender<Result<(), DocError>> },
+    Flush {
+        respond_to: oneshot::Sender<Result<(), DocError>>,
+    },
     /// The document is being deleted: end every connection and stop without saving.
     Close { respond_to: oneshot::Sender<()> },
 }
@@ -133,8 +147,13 @@ impl DocHandle {
         let conn = ConnId::next();
         let (outbox_tx, outbox) = mpsc::channel(queue.max(2));
         let (kick_tx, kick) = oneshot::channel();
-        self.ask(|respond_to| DocMsg::Connect { conn, outbox: outbox_tx, kick: kick_tx, respond_to })
-            .await??;
+        self.ask(|respond_to| DocMsg::Connect {
+            conn,
+            outbox: outbox_tx,
+            kick: kick_tx,
+            respond_to,
+        })
+        .await??;
         Ok(Subscription { conn, outbox, kick })
     }
 

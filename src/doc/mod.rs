@@ -10,8 +10,8 @@
 //! This module knows nothing of HTTP: it speaks in frames (`Bytes`) and close reasons.
 
 mod actor;
-mod persist;
 mod handle;
+mod persist;
 pub mod protocol;
 mod registry;
 

@@ -11,6 +11,7 @@
 //!   folded into it (the state contains them), which also bounds memory during an outage:
 //!   past `snapshot_bytes` pending, the updates are dropped from the batch and the next
 //!   write is a snapshot of the state that holds them.
+//!
 //! A failed write puts its updates back and is retried with exponential backoff; nothing is
 //! dropped until the store has it.
 
@@ -36,8 +37,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// What a write carried, so a failure can put it back.
 enum Job {
-    Append { batch: Vec<Bytes>, bytes: usize },
-    Snapshot { folded: Vec<Bytes>, folded_bytes: usize, had_dropped: bool },
+    Append {
+        batch: Vec<Bytes>,
+        bytes: usize,
+    },
+    Snapshot {
+        folded: Vec<Bytes>,
+        folded_bytes: usize,
+        had_dropped: bool,
+    },
 }
 
 /// A finished write.
@@ -129,7 +137,9 @@ impl Persist {
     }
 
     fn snapshot_due(&self) -> bool {
-        self.dropped || self.log_rows >= self.snapshot_updates || self.log_bytes >= self.snapshot_bytes
+        self.dropped
+            || self.log_rows >= self.snapshot_updates
+            || self.log_bytes >= self.snapshot_bytes
     }
 
     /// When the next write should start; `None` while one is in flight or nothing is due.
@@ -170,8 +180,15 @@ impl Persist {
             let state = state();
             let had_dropped = mem::take(&mut self.dropped);
             async move {
-                let result = store.write_snapshot(id, upto_seq, &state).await.map(|()| upto_seq);
-                let job = Job::Snapshot { folded: batch, folded_bytes: bytes, had_dropped };
+                let result = store
+                    .write_snapshot(id, upto_seq, &state)
+                    .await
+                    .map(|()| upto_seq);
+                let job = Job::Snapshot {
+                    folded: batch,
+                    folded_bytes: bytes,
+                    had_dropped,
+                };
                 Outcome { job, result }
             }
             .boxed()
@@ -180,7 +197,10 @@ impl Persist {
         } else {
             async move {
                 let result = store.append_updates(id, &batch).await;
-                Outcome { job: Job::Append { batch, bytes }, result }
+                Outcome {
+                    job: Job::Append { batch, bytes },
+                    result,
+                }
             }
             .boxed()
         };
@@ -216,7 +236,11 @@ impl Persist {
             (job, Err(err)) => {
                 match job {
                     Job::Append { batch, bytes } => self.put_back(batch, bytes, now),
-                    Job::Snapshot { folded, folded_bytes, had_dropped } => {
+                    Job::Snapshot {
+                        folded,
+                        folded_bytes,
+                        had_dropped,
+                    } => {
                         self.dropped |= had_dropped;
                         self.put_back(folded, folded_bytes, now);
                     }

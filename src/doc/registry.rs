@@ -91,7 +91,13 @@ impl Registry {
         let mine = handle.clone();
         let span = tracing::info_span!("doc", doc_id = %id);
         let cancel = inner.cancel.child_token();
-        let run = DocActor::run(id, inner.store.clone(), Arc::clone(&inner.settings), inbox, cancel);
+        let run = DocActor::run(
+            id,
+            inner.store.clone(),
+            Arc::clone(&inner.settings),
+            inbox,
+            cancel,
+        );
         self.inner.tracker.spawn(
             async move {
                 run.await;
@@ -137,7 +143,13 @@ impl Registry {
 
     /// Writes everything pending for a document, if it is open.
     pub async fn flush(&self, id: DocId) -> Result<(), DocError> {
-        let handle = self.inner.docs.lock().expect("registry lock poisoned").get(&id).cloned();
+        let handle = self
+            .inner
+            .docs
+            .lock()
+            .expect("registry lock poisoned")
+            .get(&id)
+            .cloned();
         match handle {
             Some(handle) => match handle.flush().await {
                 Err(DocError::Gone) => Ok(()),
@@ -149,7 +161,12 @@ impl Registry {
 
     /// For a deleted document: ends its connections and stops its actor without saving.
     pub async fn close(&self, id: DocId) {
-        let handle = self.inner.docs.lock().expect("registry lock poisoned").remove(&id);
+        let handle = self
+            .inner
+            .docs
+            .lock()
+            .expect("registry lock poisoned")
+            .remove(&id);
         if let Some(handle) = handle {
             handle.close().await;
         }
@@ -157,7 +174,11 @@ impl Registry {
 
     /// How many documents are open.
     pub fn open_count(&self) -> usize {
-        self.inner.docs.lock().expect("registry lock poisoned").len()
+        self.inner
+            .docs
+            .lock()
+            .expect("registry lock poisoned")
+            .len()
     }
 
     /// Stops every actor: each closes its connections (1001), writes what is pending and
@@ -165,6 +186,8 @@ impl Registry {
     pub async fn shutdown(&self, timeout: Duration) -> bool {
         self.inner.cancel.cancel();
         self.inner.tracker.close();
-        tokio::time::timeout(timeout, self.inner.tracker.wait()).await.is_ok()
+        tokio::time::timeout(timeout, self.inner.tracker.wait())
+            .await
+            .is_ok()
     }
 }

@@ -1,7 +1,6 @@
 //! The REST API for documents: `/api/docs`.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -10,7 +9,7 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::error::{ApiError, ApiJson, ApiQuery, parse_json};
+use super::error::{ApiBytes, ApiError, ApiJson, ApiQuery, parse_json};
 use crate::model::{Doc, DocId, PageCursor, Title};
 
 /// Page size when the client does not ask for one, and the most it may ask for.
@@ -20,7 +19,10 @@ const MAX_LIMIT: u32 = 500;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/docs", get(list_docs).post(create_doc))
-        .route("/api/docs/{id}", get(get_doc).patch(rename_doc).delete(delete_doc))
+        .route(
+            "/api/docs/{id}",
+            get(get_doc).patch(rename_doc).delete(delete_doc),
+        )
         .route("/api/docs/{id}/text", get(get_doc_text))
 }
 
@@ -56,7 +58,9 @@ async fn list_docs(
 ) -> Result<axum::Json<DocList>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
+        return Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
     }
     let after = match params.cursor.as_deref() {
         None | Some("") => None,
@@ -82,7 +86,7 @@ struct CreateDoc {
 /// `POST /api/docs {"title": "..."}` -> 201 Doc. The body may be omitted.
 async fn create_doc(
     State(app): State<AppState>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let body: CreateDoc = if body.iter().all(u8::is_ascii_whitespace) {
         CreateDoc { title: None }
@@ -103,7 +107,11 @@ async fn get_doc(
     State(app): State<AppState>,
     DocIdPath(id): DocIdPath,
 ) -> Result<axum::Json<Doc>, ApiError> {
-    let doc = app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    let doc = app
+        .store
+        .get_doc(id)
+        .await?
+        .ok_or(ApiError::DOC_NOT_FOUND)?;
     Ok(axum::Json(doc))
 }
 
@@ -120,7 +128,11 @@ async fn rename_doc(
     ApiJson(body): ApiJson<RenameDoc>,
 ) -> Result<axum::Json<Doc>, ApiError> {
     let title = Title::parse(&body.title)?;
-    let doc = app.store.rename_doc(id, &title).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    let doc = app
+        .store
+        .rename_doc(id, &title)
+        .await?
+        .ok_or(ApiError::DOC_NOT_FOUND)?;
     Ok(axum::Json(doc))
 }
 
@@ -129,7 +141,10 @@ async fn delete_doc(
     State(app): State<AppState>,
     DocIdPath(id): DocIdPath,
 ) -> Result<StatusCode, ApiError> {
-    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    app.store
+        .get_doc(id)
+        .await?
+        .ok_or(ApiError::DOC_NOT_FOUND)?;
     // Stop the actor first, so that no write of it lands after the delete.
     app.registry.close(id).await;
     if !app.store.delete_doc(id).await? {
@@ -146,7 +161,10 @@ async fn get_doc_text(
     State(app): State<AppState>,
     DocIdPath(id): DocIdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    app.store
+        .get_doc(id)
+        .await?
+        .ok_or(ApiError::DOC_NOT_FOUND)?;
     let text = app.registry.text(id).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }

@@ -99,25 +99,37 @@ impl From<InvalidTitle> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
+        Self::Rejected {
+            status: rejection.status(),
+            message: rejection.body_text(),
+        }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
+        Self::Rejected {
+            status: rejection.status(),
+            message: rejection.body_text(),
+        }
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
+        Self::Rejected {
+            status: rejection.status(),
+            message: rejection.body_text(),
+        }
     }
 }
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
-        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
+        Self::Rejected {
+            status: rejection.status(),
+            message: rejection.body_text(),
+        }
     }
 }
 
@@ -135,7 +147,10 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
 
 impl From<WebSocketUpgradeRejection> for ApiError {
     fn from(rejection: WebSocketUpgradeRejection) -> Self {
-        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
+        Self::Rejected {
+            status: rejection.status(),
+            message: rejection.body_text(),
+        }
     }
 }
 
@@ -144,6 +159,17 @@ impl From<WebSocketUpgradeRejection> for ApiError {
 #[derive(axum::extract::FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
+
+/// The raw request body, with rejections (413 too large) as [`ApiError`].
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(axum::body::Bytes::from_request(req, state).await?))
+    }
+}
 
 /// `axum::extract::Query`, with rejections as [`ApiError`].
 #[derive(axum::extract::FromRequestParts)]

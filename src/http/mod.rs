@@ -44,9 +44,17 @@ pub fn router(state: AppState) -> Router {
         .merge(docs::router())
         .route("/ws/{id}", get(ws::doc_socket))
         .fallback(web::serve_asset)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::Rejected {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: "method not allowed on this path".into(),
+    }
 }
 
 /// 200 while the process is up.

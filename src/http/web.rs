@@ -27,7 +27,11 @@ pub async fn serve_asset(uri: Uri) -> Response {
         return ApiError::NotFound("no such file").into_response();
     }
     asset("index.html").unwrap_or_else(|| {
-        (StatusCode::NOT_FOUND, "the web editor was not built into this binary (web/dist)").into_response()
+        (
+            StatusCode::NOT_FOUND,
+            "the web editor was not built into this binary (web/dist)",
+        )
+            .into_response()
     })
 }
 
@@ -37,7 +41,10 @@ fn asset(path: &str) -> Option<Response> {
     // File names carry no content hash (the build is reproducible), so browsers revalidate.
     Some(
         (
-            [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "no-cache".to_owned())],
+            [
+                (header::CONTENT_TYPE, mime),
+                (header::CACHE_CONTROL, "no-cache".to_owned()),
+            ],
             file.data,
         )
             .into_response(),

@@ -19,7 +19,7 @@ use super::AppState;
 use super::docs::DocIdPath;
 use super::error::ApiError;
 use crate::doc::protocol::{self, ProtocolError};
-use crate::doc::{Close, DocHandle, Subscription};
+use crate::doc::{Close, ConnId, DocHandle, Subscription};
 use crate::model::DocId;
 
 /// How often the server pings a connection, and how long it waits for any sign of life
@@ -27,14 +27,32 @@ use crate::model::DocId;
 const PING_EVERY: Duration = Duration::from_secs(30);
 const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 
+/// How long a closing connection waits for the peer to take the close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Frames queued for a connection that are written with one flush.
 const WRITE_BATCH: usize = 64;
 
-const CLOSE_TEXT: Close = Close { code: 1003, reason: "text frames are not part of the protocol" };
-const CLOSE_MALFORMED: Close = Close { code: 1007, reason: "malformed message" };
-const CLOSE_TOO_BIG: Close = Close { code: 1009, reason: "message too big" };
-const CLOSE_FLOOD: Close = Close { code: 1008, reason: "too many messages; slow down" };
-const CLOSE_SILENT: Close = Close { code: 1001, reason: "no sign of life from the client" };
+const CLOSE_TEXT: Close = Close {
+    code: 1003,
+    reason: "text frames are not part of the protocol",
+};
+const CLOSE_MALFORMED: Close = Close {
+    code: 1007,
+    reason: "malformed message",
+};
+const CLOSE_TOO_BIG: Close = Close {
+    code: 1009,
+    reason: "message too big",
+};
+const CLOSE_FLOOD: Close = Close {
+    code: 1008,
+    reason: "too many messages; slow down",
+};
+const CLOSE_SILENT: Close = Close {
+    code: 1001,
+    reason: "no sign of life from the client",
+};
 
 /// Refuses bad requests before the upgrade, then hands the socket to [`serve`].
 pub async fn doc_socket(
@@ -42,7 +60,10 @@ pub async fn doc_socket(
     DocIdPath(id): DocIdPath,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    app.store
+        .get_doc(id)
+        .await?
+        .ok_or(ApiError::DOC_NOT_FOUND)?;
     let upgrade = upgrade?;
     let config = &app.config;
     let max = config.max_message_bytes;
@@ -84,20 +105,29 @@ async fn pump(
     stream: &mut Stream,
     mut limiter: RateLimiter,
 ) -> Option<Close> {
+    let Subscription { conn, outbox, kick } = sub;
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
     loop {
         tokio::select! {
             biased;
-            reason = &mut sub.kick => {
+            reason = &mut *kick => {
                 // A dropped sender without a reason means the actor stopped unexpectedly.
                 return Some(reason.unwrap_or(Close::FAILED));
             }
-            frame = sub.outbox.recv() => {
+            frame = outbox.recv() => {
                 let Some(frame) = frame else { return Some(Close::FAILED) };
-                if write_batch(sink, &mut sub.outbox, frame).await.is_err() {
-                    return None;
+                // A peer that stops reading stalls this write; the actor then drops the
+                // connection (its queue fills), and the kick must still get through.
+                tokio::select! {
+                    biased;
+                    reason = &mut *kick => return Some(reason.unwrap_or(Close::FAILED)),
+                    written = write_batch(sink, outbox, frame) => {
+                        if written.is_err() {
+                            return None;
+                        }
+                    }
                 }
             }
             incoming = stream.next() => {
@@ -107,7 +137,7 @@ async fn pump(
                         if !limiter.allow(last_seen) {
                             return Some(CLOSE_FLOOD);
                         }
-                        if let Err(close) = forward(handle, sub, frame).await {
+                        if let Err(close) = forward(handle, *conn, frame).await {
                             return Some(close);
                         }
                     }
@@ -121,8 +151,9 @@ async fn pump(
                 if last_seen.elapsed() > SILENCE_LIMIT {
                     return Some(CLOSE_SILENT);
                 }
-                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
-                    return None;
+                match tokio::time::timeout(PING_EVERY, sink.send(Message::Ping(Bytes::new()))).await {
+                    Ok(Ok(())) => {}
+                    _ => return None,
                 }
             }
         }
@@ -130,7 +161,7 @@ async fn pump(
 }
 
 /// Checks one incoming frame and hands its messages to the actor.
-async fn forward(handle: &DocHandle, sub: &Subscription, frame: Bytes) -> Result<(), Close> {
+async fn forward(handle: &DocHandle, conn: ConnId, frame: Bytes) -> Result<(), Close> {
     let messages = protocol::decode_frame(&frame).map_err(|err| {
         tracing::debug!(error = %err, "refusing a malformed frame");
         match err {
@@ -141,7 +172,10 @@ async fn forward(handle: &DocHandle, sub: &Subscription, frame: Bytes) -> Result
         }
     })?;
     for msg in messages {
-        handle.client_message(sub.conn, msg).await.map_err(|err| err.close())?;
+        handle
+            .client_message(conn, msg)
+            .await
+            .map_err(|err| err.close())?;
     }
     Ok(())
 }
@@ -168,7 +202,12 @@ fn read_error(err: axum::Error) -> Option<Close> {
     use tokio_tungstenite::tungstenite::Error as WsError;
     use tokio_tungstenite::tungstenite::error::CapacityError;
     match err.into_inner().downcast::<WsError>() {
-        Ok(err) if matches!(*err, WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+        Ok(err)
+            if matches!(
+                *err,
+                WsError::Capacity(CapacityError::MessageTooLong { .. })
+            ) =>
+        {
             Some(CLOSE_TOO_BIG)
         }
         Ok(err) => {
@@ -179,10 +218,17 @@ fn read_error(err: axum::Error) -> Option<Close> {
     }
 }
 
+/// Sends a close frame, giving a peer that does not read [`CLOSE_TIMEOUT`] to take it.
 async fn close(sink: &mut Sink, reason: Close) {
-    let frame = CloseFrame { code: reason.code, reason: reason.reason.into() };
-    let _ = sink.send(Message::Close(Some(frame))).await;
-    let _ = sink.close().await;
+    let frame = CloseFrame {
+        code: reason.code,
+        reason: reason.reason.into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        let _ = sink.close().await;
+    })
+    .await;
 }
 
 /// A token bucket per connection: `rate` messages per second on average, bursts of five
@@ -200,7 +246,12 @@ impl RateLimiter {
     fn new(per_second: u32) -> Self {
         let rate = f64::from(per_second);
         let burst = rate * Self::BURST_SECONDS;
-        Self { rate, burst, tokens: burst, last: Instant::now() }
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: Instant::now(),
+        }
     }
 
     fn allow(&mut self, now: Instant) -> bool {

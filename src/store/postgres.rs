@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::{ACQUIRE_TIMEOUT, StoreError, StoredState};
@@ -64,20 +64,24 @@ pub(super) async fn create_doc(pool: &PgPool, title: &Title) -> Result<Doc, Stor
         created_at: now,
         updated_at: now,
     };
-    sqlx::query("insert into documents (id, title, created_at, updated_at) values ($1, $2, $3, $3)")
-        .bind(doc.id.as_uuid())
-        .bind(doc.title.as_str())
-        .bind(now)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "insert into documents (id, title, created_at, updated_at) values ($1, $2, $3, $3)",
+    )
+    .bind(doc.id.as_uuid())
+    .bind(doc.title.as_str())
+    .bind(now)
+    .execute(pool)
+    .await?;
     Ok(doc)
 }
 
 pub(super) async fn get_doc(pool: &PgPool, id: DocId) -> Result<Option<Doc>, StoreError> {
-    let row = sqlx::query(&format!("select {DOC_COLUMNS} from documents where id = $1"))
-        .bind(id.as_uuid())
-        .fetch_optional(pool)
-        .await?;
+    let row = sqlx::query(&format!(
+        "select {DOC_COLUMNS} from documents where id = $1"
+    ))
+    .bind(id.as_uuid())
+    .fetch_optional(pool)
+    .await?;
     row.as_ref().map(doc_from_row).transpose()
 }
 
@@ -156,11 +160,13 @@ pub(super) async fn load_state(pool: &PgPool, id: DocId) -> Result<StoredState, 
         state.last_seq = row.try_get("upto_seq")?;
         state.snapshot = Some(row.try_get("state")?);
     }
-    let rows = sqlx::query("select seq, data from doc_updates where doc_id = $1 and seq > $2 order by seq")
-        .bind(id)
-        .bind(state.last_seq)
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows = sqlx::query(
+        "select seq, data from doc_updates where doc_id = $1 and seq > $2 order by seq",
+    )
+    .bind(id)
+    .bind(state.last_seq)
+    .fetch_all(&mut *tx)
+    .await?;
     for row in rows {
         state.last_seq = row.try_get("seq")?;
         state.updates.push(row.try_get("data")?);

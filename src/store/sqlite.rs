@@ -28,10 +28,10 @@ pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT);
-    if let Some(dir) = options.get_filename().parent() {
-        if dir != Path::new("") {
-            std::fs::create_dir_all(dir)?;
-        }
+    if let Some(dir) = options.get_filename().parent()
+        && dir != Path::new("")
+    {
+        std::fs::create_dir_all(dir)?;
     }
     let pool = SqlitePoolOptions::new()
         .max_connections(POOL_SIZE)
@@ -62,8 +62,9 @@ fn doc_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Doc, StoreError> {
 }
 
 fn from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(micros)
-        .ok_or_else(|| sqlx::Error::Decode(format!("timestamp out of range: {micros}").into()).into())
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+        sqlx::Error::Decode(format!("timestamp out of range: {micros}").into()).into()
+    })
 }
 
 pub(super) async fn create_doc(pool: &SqlitePool, title: &Title) -> Result<Doc, StoreError> {
@@ -167,11 +168,12 @@ pub(super) async fn load_state(pool: &SqlitePool, id: DocId) -> Result<StoredSta
         state.last_seq = row.try_get("upto_seq")?;
         state.snapshot = Some(row.try_get("state")?);
     }
-    let rows = sqlx::query("select seq, data from doc_updates where doc_id = ? and seq > ? order by seq")
-        .bind(&id)
-        .bind(state.last_seq)
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows =
+        sqlx::query("select seq, data from doc_updates where doc_id = ? and seq > ? order by seq")
+            .bind(&id)
+            .bind(state.last_seq)
+            .fetch_all(&mut *tx)
+            .await?;
     for row in rows {
         state.last_seq = row.try_get("seq")?;
         state.updates.push(row.try_get("data")?);
@@ -200,12 +202,13 @@ pub(super) async fn append_updates(
     }
     let mut last_seq = 0;
     for update in updates {
-        let done = sqlx::query("insert into doc_updates (doc_id, data, created_at) values (?, ?, ?)")
-            .bind(&id)
-            .bind(update.as_ref())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("insert into doc_updates (doc_id, data, created_at) values (?, ?, ?)")
+                .bind(&id)
+                .bind(update.as_ref())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         last_seq = done.last_insert_rowid();
     }
     tx.commit().await?;

@@ -1,0 +1,110 @@
+//! Bad input on the socket, one case per test: the offending connection is closed with a
+//! clear code (or the message ignored, where the protocol says so), while another client of
+//! the same document keeps working and the document stays intact.
+
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use yrs::sync::protocol::{MSG_AWARENESS, MSG_SYNC, MSG_SYNC_UPDATE};
+
+use crate::helpers::{Backend, Client, TestApp, raw_socket, read_until_closed};
+
+/// A document with a bystander who has typed something, and a config tweak.
+async fn setup(tweak: impl FnOnce(&mut tandem::config::Config)) -> (TestApp, String, Client) {
+    let app = TestApp::spawn_with(Backend::Sqlite, tweak).await;
+    let id = app.create_doc("target").await;
+    let mut bystander = app.client(&id).await;
+    bystander.synced().await;
+    bystander.append("intact").await;
+    bystander.settled().await;
+    (app, id, bystander)
+}
+
+/// The bystander can still edit, and the document holds exactly what it should.
+async fn still_serving(app: &TestApp, id: &str, mut bystander: Client) {
+    bystander.append(" and alive").await;
+    bystander.settled().await;
+    let mut fresh = app.client(id).await;
+    fresh.synced().await;
+    assert_eq!(fresh.text(), "intact and alive");
+    assert_eq!(app.text(id).await, "intact and alive");
+}
+
+async fn closed_with(app: &TestApp, id: &str, frames: Vec<WsMessage>, code: u16) {
+    let mut socket = raw_socket(app, id).await;
+    for frame in frames {
+        if socket.send(frame).await.is_err() {
+            break;
+        }
+    }
+    let close = read_until_closed(&mut socket).await.expect("a close frame");
+    assert_eq!(u16::from(close.code), code, "reason: {}", close.reason);
+    assert!(!close.reason.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_frame_closes_with_1003() {
+    let (app, id, bystander) = setup(|_| {}).await;
+    closed_with(&app, &id, vec![WsMessage::text("hello?")], 1003).await;
+    still_serving(&app, &id, bystander).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_message_type_is_ignored() {
+    let (app, id, bystander) = setup(|_| {}).await;
+    let mut client = app.client(&id).await;
+    client.synced().await;
+    client.send_raw(vec![42, 1, 2, 3]).await;
+    client.send_raw(vec![200, 1, 7]).await;
+    // Still connected and heard: its next edit reaches everyone, itself included.
+    client.append("!").await;
+    client.settled().await;
+    let mut bystander = bystander;
+    bystander.wait_for_text("intact!").await;
+    assert_eq!(app.text(&id).await, "intact!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_varint_closes_with_1007() {
+    let (app, id, bystander) = setup(|_| {}).await;
+    closed_with(&app, &id, vec![WsMessage::binary(vec![0x80])], 1007).await;
+    closed_with(
+        &app,
+        &id,
+        vec![WsMessage::binary(vec![MSG_SYNC, MSG_SYNC_UPDATE, 0xff])],
+        1007,
+    )
+    .await;
+    still_serving(&app, &id, bystander).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_does_not_decode_closes_with_1007() {
+    let (app, id, bystander) = setup(|_| {}).await;
+    let garbage = vec![MSG_SYNC, MSG_SYNC_UPDATE, 5, 0xde, 0xad, 0xbe, 0xef, 0x01];
+    closed_with(&app, &id, vec![WsMessage::binary(garbage)], 1007).await;
+    let bad_awareness = vec![MSG_AWARENESS, 3, 1, 1, 1];
+    closed_with(&app, &id, vec![WsMessage::binary(bad_awareness)], 1007).await;
+    still_serving(&app, &id, bystander).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_over_the_size_limit_closes_with_1009() {
+    let (app, id, bystander) = setup(|c| c.max_message_bytes = 4096).await;
+    closed_with(
+        &app,
+        &id,
+        vec![WsMessage::binary(vec![0u8; 64 * 1024])],
+        1009,
+    )
+    .await;
+    still_serving(&app, &id, bystander).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_messages_closes_with_1008() {
+    let (app, id, bystander) = setup(|c| c.max_messages_per_sec = 100).await;
+    // Query-awareness messages: valid, cheap, and far more than 5 s of 100 per second.
+    let flood = (0..5000).map(|_| WsMessage::binary(vec![3u8])).collect();
+    closed_with(&app, &id, flood, 1008).await;
+    still_serving(&app, &id, bystander).await;
+}

@@ -1,0 +1,552 @@
+//! The test harness: a real server on an ephemeral port with its own fresh database, and
+//! real clients: reqwest for REST, yrs documents over tokio-tungstenite for WebSockets.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use sqlx::Connection;
+use tandem::config::Config;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use yrs::block::ClientID;
+use yrs::encoding::read::Cursor;
+use yrs::sync::protocol::MessageReader;
+use yrs::sync::{Awareness, Message, SyncMessage};
+use yrs::updates::decoder::{Decode, DecoderV1};
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, GetString, ReadTxn, Text, Transact, Update};
+
+/// How long a test waits for something that should happen at once.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Writes a line the test harness does not capture: skips must be seen.
+pub fn shout(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// When set (CI does), a test that would be skipped for lack of Postgres or Node fails.
+pub fn require_all() -> bool {
+    std::env::var("TANDEM_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Postgres when `TEST_POSTGRES_URL` is set; otherwise a loud skip (or a failure in CI).
+    pub fn postgres_or_skip(test: &str) -> Option<Self> {
+        if std::env::var("TEST_POSTGRES_URL").is_ok() {
+            return Some(Self::Postgres);
+        }
+        if require_all() {
+            panic!("{test}: TEST_POSTGRES_URL is not set and TANDEM_TEST_REQUIRE_ALL=1");
+        }
+        shout(&format!(
+            "SKIPPED: {test} (set TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres to run it)"
+        ));
+        None
+    }
+}
+
+/// Runs each named `async fn name(backend: Backend)` on SQLite, and on Postgres when
+/// `TEST_POSTGRES_URL` is set, as the tests `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let test = concat!(module_path!(), "::postgres");
+                if let Some(backend) = $crate::helpers::Backend::postgres_or_skip(test) {
+                    super::$name(backend).await
+                }
+            }
+        }
+    )*};
+}
+
+/// A fresh database of its own for one test; removed when dropped.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    /// The SQLite file's folder, or the Postgres database's name.
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("tandem.db").display());
+                Self {
+                    backend,
+                    url,
+                    _dir: Some(dir),
+                    pg_name: None,
+                }
+            }
+            Backend::Postgres => {
+                let admin = std::env::var("TEST_POSTGRES_URL").expect("TEST_POSTGRES_URL");
+                let name = format!("tandem_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("connect to TEST_POSTGRES_URL");
+                sqlx::query(&format!("create database {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let url = with_database(&admin, &name);
+                Self {
+                    backend,
+                    url,
+                    _dir: None,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        let Ok(admin) = std::env::var("TEST_POSTGRES_URL") else {
+            return;
+        };
+        // Drop runs inside the test's runtime; a thread of its own may block.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
+                sqlx::query(&format!("drop database if exists {name} with (force)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// `admin` with its database name replaced by `name`.
+fn with_database(admin: &str, name: &str) -> String {
+    let (base, query) = admin
+        .split_once('?')
+        .map_or((admin, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Settings for tests: the defaults, with timers short enough to observe.
+pub fn test_config(db: &TestDb) -> Config {
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.database_url = db.url.clone();
+    config
+}
+
+/// The server, running in this process on an ephemeral port.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    pub config: Config,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Self {
+        let db = TestDb::new(backend).await;
+        let mut config = test_config(&db);
+        tweak(&mut config);
+        Self::start(db, config).await
+    }
+
+    pub async fn start(db: TestDb, config: Config) -> Self {
+        init_logging();
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(tandem::server::run(config.clone(), listener, shutdown));
+        let app = Self {
+            addr,
+            db,
+            config,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            if let Ok(resp) = self.http.get(self.url("/healthz")).send().await
+                && resp.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "server did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Graceful shutdown (as on SIGTERM); returns the database for a restart.
+    pub async fn stop(mut self) -> (TestDb, Config) {
+        let _ = self.stop.take().expect("running").send(());
+        let result =
+            tokio::time::timeout(Duration::from_secs(30), self.task.take().expect("running"))
+                .await
+                .expect("server stopped in time")
+                .expect("server task");
+        result.expect("server ran cleanly");
+        (self.db, self.config)
+    }
+
+    /// Stops the server and starts a new one on the same database (a new port).
+    pub async fn restart(self) -> Self {
+        let (db, mut config) = self.stop().await;
+        config.listen = "127.0.0.1:0".parse().expect("address");
+        Self::start(db, config).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self, id: &str) -> String {
+        format!("ws://{}/ws/{id}", self.addr)
+    }
+
+    pub async fn create_doc(&self, title: &str) -> String {
+        let resp = self
+            .http
+            .post(self.url("/api/docs"))
+            .json(&serde_json::json!({ "title": title }))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(resp.status(), 201);
+        let doc: Value = resp.json().await.expect("json");
+        doc["id"].as_str().expect("id").to_owned()
+    }
+
+    pub async fn text(&self, id: &str) -> String {
+        let resp = self
+            .http
+            .get(self.url(&format!("/api/docs/{id}/text")))
+            .send()
+            .await
+            .expect("text");
+        assert_eq!(resp.status(), 200, "text of {id}");
+        resp.text().await.expect("body")
+    }
+
+    pub async fn client(&self, id: &str) -> Client {
+        Client::connect(&self.ws_url(id)).await
+    }
+}
+
+fn init_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What a client has received, besides what it applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    Step1,
+    Step2,
+    Update,
+    Awareness,
+    Other(String),
+}
+
+/// A Yjs client built on yrs: it runs the y-websocket protocol the way the stock
+/// JavaScript provider does (step 1 on connect, answers the server's step 1, applies
+/// updates and awareness). It reads only when a test asks it to wait for something.
+pub struct Client {
+    pub socket: Socket,
+    pub awareness: Awareness,
+    pub received: Vec<Received>,
+    pub closed: Option<Option<CloseFrame>>,
+    /// Updates this client has sent; the server echoes each one back.
+    pub sent: usize,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Self {
+        Self::connect_with(url, Doc::new()).await
+    }
+
+    /// Connects with an existing document (for offline edits made before reconnecting).
+    pub async fn connect_with(url: &str, doc: Doc) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connect");
+        let mut client = Self {
+            socket,
+            awareness: Awareness::new(doc),
+            received: Vec::new(),
+            closed: None,
+            sent: 0,
+        };
+        let sv = client.doc().transact().state_vector();
+        client
+            .send_message(Message::Sync(SyncMessage::SyncStep1(sv)))
+            .await;
+        client
+    }
+
+    pub fn doc(&self) -> &Doc {
+        self.awareness.doc()
+    }
+
+    pub fn client_id(&self) -> ClientID {
+        self.doc().client_id()
+    }
+
+    /// Takes the document away (the socket is dropped without a close frame).
+    pub fn into_doc(self) -> Doc {
+        let Self { awareness, .. } = self;
+        // A fresh handle on the same document store.
+        awareness.doc().clone()
+    }
+
+    pub fn text(&self) -> String {
+        let text = self.doc().get_or_insert_text("content");
+        text.get_string(&self.doc().transact())
+    }
+
+    /// Edits locally without telling the server; returns the update.
+    pub fn edit_offline(&self, index: u32, chunk: &str) -> Vec<u8> {
+        let text = self.doc().get_or_insert_text("content");
+        let before = self.doc().transact().state_vector();
+        text.insert(&mut self.doc().transact_mut(), index, chunk);
+        self.doc().transact().encode_state_as_update_v1(&before)
+    }
+
+    /// Edits and sends the update, as a provider does on each local change.
+    pub async fn insert(&mut self, index: u32, chunk: &str) {
+        let update = self.edit_offline(index, chunk);
+        self.send_message(Message::Sync(SyncMessage::Update(update)))
+            .await;
+        self.sent += 1;
+    }
+
+    /// Waits until the server has applied (and echoed) every update this client sent.
+    /// Only meaningful while no one else is editing.
+    pub async fn settled(&mut self) {
+        let sent = self.sent;
+        self.wait_until("every update echoed", |c| {
+            c.received
+                .iter()
+                .filter(|r| **r == Received::Update)
+                .count()
+                >= sent
+        })
+        .await;
+    }
+
+    pub async fn append(&mut self, chunk: &str) {
+        // Indexes count in the document's offset unit; `len` uses the same one.
+        let len = self
+            .doc()
+            .get_or_insert_text("content")
+            .len(&self.doc().transact());
+        self.insert(len, chunk).await;
+    }
+
+    pub async fn set_awareness(&mut self, state: serde_json::Value) {
+        self.awareness
+            .set_local_state(state)
+            .expect("awareness state");
+        let update = self
+            .awareness
+            .update_with_clients([self.client_id()])
+            .expect("own state");
+        self.send_message(Message::Awareness(update)).await;
+    }
+
+    pub fn awareness_of(&self, client: ClientID) -> Option<serde_json::Value> {
+        self.awareness.state(client)
+    }
+
+    pub async fn send_message(&mut self, message: Message) {
+        self.send_raw(message.encode_v1()).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
+        self.socket
+            .send(WsMessage::binary(bytes))
+            .await
+            .expect("send");
+    }
+
+    /// Reads and handles frames until `done` holds; panics after [`PATIENCE`].
+    pub async fn wait_until(&mut self, what: &str, mut done: impl FnMut(&Client) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !done(self) {
+            let frame = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("timed out waiting until {what}; text {:?}", self.text())
+                });
+            match frame {
+                Some(Ok(frame)) => self.handle(frame).await,
+                Some(Err(err)) => panic!("socket error while waiting until {what}: {err}"),
+                None => panic!("socket ended while waiting until {what}"),
+            }
+        }
+    }
+
+    pub async fn wait_for_text(&mut self, expected: &str) {
+        self.wait_until(&format!("text is {expected:?}"), |c| c.text() == expected)
+            .await;
+    }
+
+    /// Waits until the server has answered our step 1 (we hold its state).
+    pub async fn synced(&mut self) {
+        self.wait_until("synced", |c| c.received.contains(&Received::Step2))
+            .await;
+    }
+
+    /// Reads until the server closes the socket; returns the close frame.
+    pub async fn wait_closed(&mut self) -> Option<CloseFrame> {
+        self.wait_until("the server closes the socket", |c| c.closed.is_some())
+            .await;
+        self.closed.clone().flatten()
+    }
+
+    async fn handle(&mut self, frame: WsMessage) {
+        let bytes = match frame {
+            WsMessage::Binary(bytes) => bytes,
+            WsMessage::Close(frame) => {
+                self.closed = Some(frame);
+                return;
+            }
+            WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => return,
+            WsMessage::Text(text) => panic!("server sent a text frame: {text}"),
+        };
+        // One message per frame: the stock client reads only the first.
+        let mut decoder = DecoderV1::new(Cursor::new(&bytes));
+        let messages: Vec<Message> = MessageReader::new(&mut decoder)
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|err| panic!("server sent an undecodable frame: {err}"));
+        assert_eq!(
+            messages.len(),
+            1,
+            "a frame must carry exactly one message: {messages:?}"
+        );
+        let message = messages.into_iter().next().expect("one message");
+        match message {
+            Message::Sync(SyncMessage::SyncStep1(sv)) => {
+                self.received.push(Received::Step1);
+                let update = self.doc().transact().encode_state_as_update_v1(&sv);
+                self.send_message(Message::Sync(SyncMessage::SyncStep2(update)))
+                    .await;
+            }
+            Message::Sync(SyncMessage::SyncStep2(update)) => {
+                self.received.push(Received::Step2);
+                self.apply(&update);
+            }
+            Message::Sync(SyncMessage::Update(update)) => {
+                self.received.push(Received::Update);
+                self.apply(&update);
+            }
+            Message::Awareness(update) => {
+                self.received.push(Received::Awareness);
+                self.awareness
+                    .apply_update(update)
+                    .expect("awareness update applies");
+            }
+            other => self.received.push(Received::Other(format!("{other:?}"))),
+        }
+    }
+
+    fn apply(&self, update: &[u8]) {
+        let update = Update::decode_v1(update).expect("server sent a decodable update");
+        self.doc()
+            .transact_mut()
+            .apply_update(update)
+            .expect("update applies");
+    }
+}
+
+/// A raw WebSocket to `/ws/{id}`, for feeding garbage.
+pub async fn raw_socket(app: &TestApp, id: &str) -> Socket {
+    tokio_tungstenite::connect_async(app.ws_url(id))
+        .await
+        .expect("websocket connect")
+        .0
+}
+
+/// Reads a raw socket until the server closes it; the close frame, if any.
+pub async fn read_until_closed<S>(socket: &mut WebSocketStream<S>) -> Option<CloseFrame>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("server closed the socket in time")
+        {
+            Some(Ok(WsMessage::Close(frame))) => return frame,
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real server on an ephemeral port, a fresh database per test,
+//! real WebSocket clients. Storage-touching tests run on SQLite always and on Postgres
+//! when `TEST_POSTGRES_URL` is set.
+
+mod helpers;
+
+mod awareness;
+mod crash;
+mod docs;
+mod garbage;
+mod interop;
+mod lifecycle;
+mod storage;
+mod sync;

@@ -1,0 +1,280 @@
+//! Persistence on each backend: the update log written in batches, compaction into
+//! snapshots, loading snapshot + log, and updates kept through a database outage.
+
+use std::time::Duration;
+
+use sqlx::Row;
+use yrs::{Doc, ReadTxn, Text, Transact};
+
+use crate::helpers::{Backend, PATIENCE, TestApp, TestDb};
+use crate::on_both_backends;
+
+on_both_backends!(
+    updates_are_logged_in_batches,
+    the_log_is_compacted_into_snapshots
+);
+
+/// Rows in the log, snapshots, and distinct write transactions (batches) of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub log_rows: i64,
+    pub snapshots: i64,
+    pub batches: i64,
+}
+
+pub async fn counts(db: &TestDb, id: &str) -> Counts {
+    // Each batch is one transaction, and every row of a transaction has the same created_at.
+    let sql = "select
+        (select count(*) from doc_updates where doc_id = $1) as log_rows,
+        (select count(*) from doc_snapshots where doc_id = $1) as snapshots,
+        (select count(distinct created_at) from doc_updates where doc_id = $1) as batches";
+    match db.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let row = sqlx::query(&sql.replace("$1", "?1"))
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            Counts {
+                log_rows: row.get(0),
+                snapshots: row.get(1),
+                batches: row.get(2),
+            }
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let id: uuid::Uuid = id.parse().unwrap();
+            let row = sqlx::query(sql).bind(id).fetch_one(&pool).await.unwrap();
+            Counts {
+                log_rows: row.get(0),
+                snapshots: row.get(1),
+                batches: row.get(2),
+            }
+        }
+    }
+}
+
+/// Appends an update inserting `text` at the start of `content` straight into the log, as
+/// if another writer had stored it.
+pub async fn append_raw_update(db: &TestDb, id: &str, text: &str) {
+    let doc = Doc::new();
+    let content = doc.get_or_insert_text("content");
+    content.insert(&mut doc.transact_mut(), 0, text);
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&Default::default());
+    match db.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query("insert into doc_updates (doc_id, data, created_at) values (?, ?, 0)")
+                .bind(id)
+                .bind(update)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query("insert into doc_updates (doc_id, data) values ($1, $2)")
+                .bind(id.parse::<uuid::Uuid>().unwrap())
+                .bind(update)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Polls the store until `done` holds for the document's counts.
+pub async fn wait_for_counts(
+    db: &TestDb,
+    id: &str,
+    what: &str,
+    done: impl Fn(Counts) -> bool,
+) -> Counts {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let now = counts(db, id).await;
+        if done(now) {
+            return now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn updates_are_logged_in_batches(backend: Backend) {
+    // A window long enough that the whole burst below falls into one batch.
+    let app = TestApp::spawn_with(backend, |c| c.flush_ms = 3000).await;
+    let id = app.create_doc("batched").await;
+    let mut client = app.client(&id).await;
+    client.synced().await;
+    for i in 0..30 {
+        client.append(&format!("{i},")).await;
+    }
+    let expected: String = (0..30).map(|i| format!("{i},")).collect();
+    client.settled().await;
+    // Nothing is written per keystroke...
+    assert_eq!(
+        counts(&app.db, &id).await.log_rows,
+        0,
+        "written before the batch window ended"
+    );
+    // ...the batch lands once the window has passed, in one transaction, with the
+    // connection still open.
+    let done = wait_for_counts(&app.db, &id, "30 rows", |c| c.log_rows == 30).await;
+    assert_eq!(done.batches, 1, "{done:?}");
+    assert_eq!(done.snapshots, 0);
+
+    // With the default 5 ms window, an update is in the store soon after it arrives.
+    let (db, mut config) = app.stop().await;
+    config.flush_ms = 5;
+    let app = TestApp::start(db, config).await;
+    let mut client = app.client(&id).await;
+    client.synced().await;
+    client.append("!").await;
+    wait_for_counts(&app.db, &id, "31 rows", |c| c.log_rows == 31).await;
+    drop(client);
+    assert_eq!(app.text(&id).await, format!("{expected}!"));
+}
+
+async fn the_log_is_compacted_into_snapshots(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.snapshot_updates = 10;
+        c.flush_ms = 1;
+    })
+    .await;
+    let id = app.create_doc("compacted").await;
+    let mut client = app.client(&id).await;
+    client.synced().await;
+    let mut expected = String::new();
+    for i in 0..25 {
+        let piece = format!("[{i}]");
+        client.append(&piece).await;
+        expected.push_str(&piece);
+        // One at a time, so that batches are small and compaction has something to cover.
+        client.settled().await;
+    }
+    let after = wait_for_counts(&app.db, &id, "a snapshot and a short log", |c| {
+        c.snapshots == 1 && c.log_rows < 10
+    })
+    .await;
+    assert_eq!(after.snapshots, 1, "{after:?}");
+
+    // Load = snapshot + the log after it, including rows written after the snapshot.
+    let app = app.restart().await;
+    assert_eq!(app.text(&id).await, expected);
+    let mut client = app.client(&id).await;
+    client.synced().await;
+    assert_eq!(client.text(), expected);
+    client.append("+tail").await;
+    expected.push_str("+tail");
+    client.settled().await;
+    wait_for_counts(&app.db, &id, "the tail is logged", |c| {
+        c.log_rows >= 1 || c.snapshots == 1
+    })
+    .await;
+    drop(client);
+    let app = app.restart().await;
+    assert_eq!(app.text(&id).await, expected);
+}
+
+/// While the database refuses connections, edits go on in memory, `/readyz` says 503, and
+/// nothing is lost: once it is back, every update reaches the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_survive_a_database_outage() {
+    let Some(backend) = Backend::postgres_or_skip("storage::updates_survive_a_database_outage")
+    else {
+        return;
+    };
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_doc("outage").await;
+    let mut client = app.client(&id).await;
+    client.synced().await;
+    client.append("before. ").await;
+    wait_for_counts(&app.db, &id, "first update stored", |c| c.log_rows == 1).await;
+
+    let admin = std::env::var("TEST_POSTGRES_URL").unwrap();
+    let admin = sqlx::PgPool::connect(&admin).await.unwrap();
+    let name: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(&sqlx::PgPool::connect(&app.db.url).await.unwrap())
+        .await
+        .unwrap();
+    let set_allowed = |allowed: bool| {
+        let admin = admin.clone();
+        let name = name.clone();
+        async move {
+            sqlx::query(&format!(
+                "alter database {name} with allow_connections {allowed}"
+            ))
+            .execute(&admin)
+            .await
+            .unwrap();
+            if !allowed {
+                sqlx::query(
+                    "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
+                )
+                .bind(&name)
+                .execute(&admin)
+                .await
+                .unwrap();
+            }
+        }
+    };
+    set_allowed(false).await;
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let status = app
+            .http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 503 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz stayed {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Editing carries on during the outage; everyone still sees it live.
+    for i in 0..5 {
+        client.append(&format!("during {i}. ")).await;
+    }
+    let expected = "before. during 0. during 1. during 2. during 3. during 4. ";
+    client.settled().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    set_allowed(true).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never recovered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_counts(&app.db, &id, "the outage's updates stored", |c| {
+        c.log_rows == 6
+    })
+    .await;
+    drop(client);
+    let app = app.restart().await;
+    assert_eq!(app.text(&id).await, expected);
+}

@@ -1,0 +1,147 @@
+//! The wire protocol with real clients: handshake order, echo, convergence, late joiners,
+//! offline edits, and refusals before the upgrade.
+
+use crate::docs::assert_http_error;
+use crate::helpers::{Backend, Client, Received, TestApp};
+use crate::on_both_backends;
+
+on_both_backends!(
+    handshake_starts_with_step1_after_load,
+    updates_are_echoed_to_the_sender,
+    two_clients_converge_under_concurrent_edits,
+    late_joiner_gets_the_full_state,
+    offline_edits_merge_both_ways,
+    refused_before_upgrade,
+);
+
+async fn handshake_starts_with_step1_after_load(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_doc("handshake").await;
+    let mut writer = app.client(&id).await;
+    writer.synced().await;
+    writer.append("stored text").await;
+    writer
+        .wait_until("echo", |c| c.received.contains(&Received::Update))
+        .await;
+    drop(writer);
+    // Restart, so that the next connection must wait for a load from the store.
+    let app = app.restart().await;
+    let mut reader = app.client(&id).await;
+    reader.synced().await;
+    // The server speaks first with its state vector; it answered our step 1 with its state.
+    assert_eq!(
+        reader.received.first(),
+        Some(&Received::Step1),
+        "{:?}",
+        reader.received
+    );
+    assert_eq!(reader.text(), "stored text");
+}
+
+async fn updates_are_echoed_to_the_sender(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_doc("echo").await;
+    let mut client = app.client(&id).await;
+    client.synced().await;
+    let before = client.received.len();
+    client.append("x").await;
+    client
+        .wait_until("own update comes back", |c| {
+            c.received[before..].contains(&Received::Update)
+        })
+        .await;
+}
+
+async fn two_clients_converge_under_concurrent_edits(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_doc("race").await;
+    let mut a = app.client(&id).await;
+    let mut b = app.client(&id).await;
+    a.synced().await;
+    b.synced().await;
+    // Both type at the same position without waiting for each other.
+    for i in 0..20 {
+        a.insert(0, &format!("a{i} ")).await;
+        b.insert(0, &format!("b{i} ")).await;
+    }
+    let expected_len = (0..20).map(|i| format!("a{i} ").len() * 2).sum::<usize>();
+    a.wait_until("a has everything", |c| c.text().len() == expected_len)
+        .await;
+    b.wait_until("b has everything", |c| c.text().len() == expected_len)
+        .await;
+    assert_eq!(a.text(), b.text());
+    for i in 0..20 {
+        assert!(a.text().contains(&format!("a{i} ")) && a.text().contains(&format!("b{i} ")));
+    }
+    assert_eq!(app.text(&id).await, a.text());
+}
+
+async fn late_joiner_gets_the_full_state(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_doc("late").await;
+    let mut early = app.client(&id).await;
+    early.synced().await;
+    for word in ["one ", "two ", "three"] {
+        early.append(word).await;
+    }
+    early.settled().await;
+    let mut late = app.client(&id).await;
+    late.synced().await;
+    assert_eq!(late.text(), "one two three");
+}
+
+async fn offline_edits_merge_both_ways(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_doc("offline").await;
+    let mut a = app.client(&id).await;
+    let mut b = app.client(&id).await;
+    a.synced().await;
+    b.synced().await;
+    a.append("shared. ").await;
+    b.wait_for_text("shared. ").await;
+    a.settled().await;
+
+    // A drops off the network (no close frame) and keeps typing; B types meanwhile.
+    a.edit_offline(8, "from A offline. ");
+    let a_doc = a.into_doc();
+    b.append("from B online. ").await;
+    b.settled().await;
+
+    // A comes back with its document: both sides end up with both edits.
+    let mut a = Client::connect_with(&app.ws_url(&id), a_doc).await;
+    a.synced().await;
+    let both = |t: &str| {
+        t.contains("from A offline. ") && t.contains("from B online. ") && t.starts_with("shared. ")
+    };
+    a.wait_until("A has B's edit", |c| both(&c.text())).await;
+    b.wait_until("B has A's offline edit", |c| both(&c.text()))
+        .await;
+    assert_eq!(a.text(), b.text());
+    assert_eq!(app.text(&id).await, a.text());
+}
+
+async fn refused_before_upgrade(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let err = tokio_tungstenite::connect_async(app.ws_url(&unknown))
+        .await
+        .expect_err("unknown doc");
+    assert_http_error(err, 404);
+    for bad in ["not-a-uuid", "1234"] {
+        let err = tokio_tungstenite::connect_async(app.ws_url(bad))
+            .await
+            .expect_err("malformed id");
+        assert_http_error(err, 400);
+    }
+    // A plain GET (no upgrade) to a real document is refused with JSON too.
+    let id = app.create_doc("plain").await;
+    let resp = app
+        .http
+        .get(app.url(&format!("/ws/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error(), "{}", resp.status());
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["error"].is_string());
+}
