@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
+use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -43,7 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .merge(docs::router())
         .route("/ws/{id}", get(ws::doc_socket))
-        .fallback(web::serve_asset)
+        // Only the editor's files are compressed: API bodies are small, sockets are not HTTP.
+        .fallback(web::serve_asset.layer(CompressionLayer::new()))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())

@@ -12,3 +12,4 @@ mod interop;
 mod lifecycle;
 mod storage;
 mod sync;
+mod web;
