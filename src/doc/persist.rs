@@ -276,3 +276,158 @@ impl Persist {
         self.pending_since = Some(self.pending_since.map_or(now, |since| since.min(now)));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> DocSettings {
+        DocSettings {
+            flush_interval: Duration::from_millis(5),
+            snapshot_updates: 10,
+            snapshot_bytes: 1000,
+            idle_unload: Duration::from_secs(30),
+            awareness_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn persist() -> Persist {
+        // Never connected: these tests only drive the bookkeeping, not the writes.
+        let pool = sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("lazy pool");
+        Persist::new(DocId::new(), Store::Sqlite(pool), &settings(), 0, 0, 0)
+    }
+
+    fn update(len: usize) -> Bytes {
+        Bytes::from(vec![0u8; len])
+    }
+
+    fn failed(job: Job) -> Outcome {
+        let err = StoreError::Database(sqlx::Error::PoolTimedOut);
+        Outcome {
+            job,
+            result: Err(err),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_due_one_window_after_its_first_update() {
+        let mut p = persist();
+        assert_eq!(p.due_at(), None);
+        let t0 = Instant::now();
+        p.push(update(10), t0);
+        p.push(update(10), t0 + Duration::from_millis(3));
+        assert_eq!(p.due_at(), Some(t0 + Duration::from_millis(5)));
+        assert!(!p.is_clean());
+        p.hurry();
+        assert_eq!(p.due_at(), Some(t0));
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_is_due_at_once() {
+        let mut p = Persist {
+            snapshot_bytes: u64::MAX,
+            ..persist()
+        };
+        let t0 = Instant::now();
+        for _ in 0..MAX_BATCH_UPDATES {
+            p.push(update(1), t0);
+        }
+        assert_eq!(p.due_at(), Some(t0));
+    }
+
+    #[tokio::test]
+    async fn too_much_pending_is_folded_into_a_snapshot() {
+        let mut p = persist();
+        let t0 = Instant::now();
+        p.push(update(600), t0);
+        assert!(!p.snapshot_due());
+        p.push(update(600), t0);
+        // Dropped from the batch: the state in memory holds them, and a snapshot will save it.
+        assert!(p.pending.is_empty());
+        assert!(p.snapshot_due());
+        assert!(!p.is_clean());
+        assert_eq!(p.due_at(), Some(t0));
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_keeps_its_updates_first_and_backs_off() {
+        let mut p = persist();
+        let t0 = Instant::now();
+        p.push(update(1), t0);
+        let batch = std::mem::take(&mut p.pending);
+        let bytes = std::mem::take(&mut p.pending_bytes);
+        p.pending_since = None;
+        // Meanwhile another update arrived.
+        p.push(update(2), t0);
+        assert!(p.finish(failed(Job::Append { batch, bytes }), t0).is_err());
+        assert_eq!(p.pending.iter().map(Bytes::len).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(p.pending_bytes, 3);
+        let due = p.due_at().expect("a retry is due");
+        assert!(due >= t0 + MIN_BACKOFF, "retried without backoff");
+        // Each failure doubles the wait, up to the cap.
+        for _ in 0..20 {
+            let batch = std::mem::take(&mut p.pending);
+            let bytes = std::mem::take(&mut p.pending_bytes);
+            let _ = p.finish(failed(Job::Append { batch, bytes }), t0);
+        }
+        assert_eq!(p.retry_at, Some(t0 + MAX_BACKOFF));
+        assert_eq!(p.pending.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_snapshot_still_owes_a_snapshot() {
+        let mut p = persist();
+        let t0 = Instant::now();
+        p.push(update(2000), t0);
+        assert!(p.dropped);
+        let job = Job::Snapshot {
+            folded: Vec::new(),
+            folded_bytes: 0,
+            had_dropped: true,
+        };
+        p.dropped = false;
+        assert!(p.finish(failed(job), t0).is_err());
+        assert!(p.dropped && p.snapshot_due() && !p.is_clean());
+    }
+
+    #[tokio::test]
+    async fn the_log_is_compacted_after_enough_rows() {
+        let mut p = persist();
+        let t0 = Instant::now();
+        let batch: Vec<Bytes> = (0..10).map(|_| update(1)).collect();
+        let outcome = Outcome {
+            job: Job::Append { batch, bytes: 10 },
+            result: Ok(42),
+        };
+        assert!(p.finish(outcome, t0).is_ok());
+        assert_eq!(p.last_seq, 42);
+        assert!(p.snapshot_due());
+        let outcome = Outcome {
+            job: Job::Snapshot {
+                folded: Vec::new(),
+                folded_bytes: 0,
+                had_dropped: false,
+            },
+            result: Ok(42),
+        };
+        assert!(p.finish(outcome, t0).is_ok());
+        assert!(!p.snapshot_due());
+        assert!(p.is_clean());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_document_is_reported() {
+        let mut p = persist();
+        let outcome = Outcome {
+            job: Job::Append {
+                batch: vec![update(1)],
+                bytes: 1,
+            },
+            result: Err(StoreError::NotFound),
+        };
+        assert!(matches!(
+            p.finish(outcome, Instant::now()),
+            Err(StoreError::NotFound)
+        ));
+    }
+}
