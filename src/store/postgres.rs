@@ -175,6 +175,20 @@ pub(super) async fn load_state(pool: &PgPool, id: DocId) -> Result<StoredState, 
     Ok(state)
 }
 
+/// Marks a document updated, first in a write transaction: it locks the document's row, so
+/// a concurrent delete waits for the transaction or makes it fail. `NotFound` if it is gone.
+async fn touch(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, id: Uuid) -> Result<(), StoreError> {
+    let touched = sqlx::query("update documents set updated_at = $1 where id = $2")
+        .bind(model::now())
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    if touched.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 pub(super) async fn append_updates(
     pool: &PgPool,
     id: DocId,
@@ -182,14 +196,7 @@ pub(super) async fn append_updates(
 ) -> Result<i64, StoreError> {
     let id = id.as_uuid();
     let mut tx = pool.begin().await?;
-    let touched = sqlx::query("update documents set updated_at = $1 where id = $2")
-        .bind(model::now())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    if touched.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
+    touch(&mut tx, id).await?;
     // One statement for the whole batch: the rows keep the order of the array.
     let data: Vec<&[u8]> = updates.iter().map(|u| u.as_ref()).collect();
     let last_seq: i64 = sqlx::query_scalar(
@@ -216,16 +223,8 @@ pub(super) async fn write_snapshot(
 ) -> Result<(), StoreError> {
     let id = id.as_uuid();
     let mut tx = pool.begin().await?;
-    // Snapshots follow edits, so marking the document updated is true; it also locks the
-    // document row, so a concurrent delete waits for this transaction or makes it fail.
-    let touched = sqlx::query("update documents set updated_at = $1 where id = $2")
-        .bind(model::now())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    if touched.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
+    // Snapshots follow edits, so marking the document updated is true.
+    touch(&mut tx, id).await?;
     sqlx::query(
         "insert into doc_snapshots (doc_id, upto_seq, state) values ($1, $2, $3)
          on conflict (doc_id, upto_seq) do update set state = excluded.state, created_at = now()",

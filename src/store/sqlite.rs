@@ -182,6 +182,25 @@ pub(super) async fn load_state(pool: &SqlitePool, id: DocId) -> Result<StoredSta
     Ok(state)
 }
 
+/// Marks a document updated, as the first statement of a write transaction: a write first
+/// takes the write lock at once (waiting for it under busy_timeout) instead of failing on a
+/// read-to-write upgrade. `NotFound` if the document is gone.
+async fn touch(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let touched = sqlx::query("update documents set updated_at = ? where id = ?")
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    if touched.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 pub(super) async fn append_updates(
     pool: &SqlitePool,
     id: DocId,
@@ -190,16 +209,7 @@ pub(super) async fn append_updates(
     let id = id.to_string();
     let now = model::now().timestamp_micros();
     let mut tx = pool.begin().await?;
-    // A write first, so the transaction takes the write lock at once (and waits for it
-    // under busy_timeout) instead of failing on a read-to-write upgrade.
-    let touched = sqlx::query("update documents set updated_at = ? where id = ?")
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    if touched.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
+    touch(&mut tx, &id, now).await?;
     let mut last_seq = 0;
     for update in updates {
         let done =
@@ -224,16 +234,8 @@ pub(super) async fn write_snapshot(
     let id = id.to_string();
     let now = model::now().timestamp_micros();
     let mut tx = pool.begin().await?;
-    // Snapshots follow edits, so marking the document updated is true; it also takes the
-    // write lock first, as in append_updates.
-    let touched = sqlx::query("update documents set updated_at = ? where id = ?")
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    if touched.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
+    // Snapshots follow edits, so marking the document updated is true.
+    touch(&mut tx, &id, now).await?;
     sqlx::query(
         "insert into doc_snapshots (doc_id, upto_seq, state, created_at) values (?1, ?2, ?3, ?4)
          on conflict (doc_id, upto_seq) do update set state = ?3, created_at = ?4",
