@@ -10,9 +10,12 @@
 #   --runs N            repetitions (default 3; --quick: 1)
 #   --quick             small sizes, one run
 #   --servers LIST      any of tandem,tandem-pg,reference,y-sweet (default: all four)
+#   --scenarios LIST    any of fanout,throughput,idle,replay (default: all; replay includes the cold load)
 #   --trace PATH        editing trace (default: ../shared/traces/automerge-paper.json.gz beside the repository)
 #   --out FILE          Markdown file to update (default: docs/BENCHMARKS.md); --out - prints the tables only
 #   --no-build          use the binaries already built
+#   --variant NAME=BIN  also run another tandem binary (SQLite) under the label NAME, e.g. a build with a change
+#                       being measured against the committed one: --variant patched=/tmp/tandem (repeatable)
 # Environment:
 #   CARGO_TARGET_DIR        where cargo builds (default: target/)
 #   TANDEM_BENCH_SCRATCH    scratch folder for the peers, data and results (default: $CARGO_TARGET_DIR/bench-scratch)
@@ -30,6 +33,9 @@ TRACE=$ROOT/../shared/traces/automerge-paper.json.gz
 OUT=$ROOT/docs/BENCHMARKS.md
 BUILD=1
 RUNS_SET=0
+declare -A VARIANT_BIN=()
+VARIANTS=
+SCENARIOS=fanout,throughput,idle,replay
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=$2; RUNS_SET=1; shift 2 ;;
@@ -38,6 +44,8 @@ while [ $# -gt 0 ]; do
     --trace) TRACE=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --variant) VARIANT_BIN[${2%%=*}]=${2#*=}; VARIANTS="$VARIANTS ${2%%=*}"; shift 2 ;;
+    --scenarios) SCENARIOS=$2; shift 2 ;;
     -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -99,6 +107,8 @@ start_server() { # name [reuse-data]
       psql "$PG/postgres" -q -c "create database $PGDB" >/dev/null
     fi
   fi
+  local bin=$TANDEM
+  if [ -n "${VARIANT_BIN[$name]:-}" ]; then bin=${VARIANT_BIN[$name]}; fi
   case "$name" in
     tandem)
       env $TANDEM_ENV TANDEM_LISTEN=127.0.0.1:$PORT DATABASE_URL=sqlite://$DATA/tandem.db \
@@ -113,10 +123,14 @@ start_server() { # name [reuse-data]
     y-sweet)
       "$YSWEET" serve "$DATA/store" --host 127.0.0.1 --port "$PORT" >"$DATA/server.log" 2>&1 &
       ;;
+    *)
+      env $TANDEM_ENV TANDEM_LISTEN=127.0.0.1:$PORT DATABASE_URL=sqlite://$DATA/tandem.db \
+        "$bin" >"$DATA/server.log" 2>&1 &
+      ;;
   esac
   PID=$!
   local path=/
-  case "$name" in tandem*) path=/healthz ;; y-sweet) path=/ready ;; esac
+  case "$name" in reference) path=/ ;; y-sweet) path=/ready ;; *) path=/healthz ;; esac
   for _ in $(seq 100); do
     if curl -fsS -o /dev/null "http://127.0.0.1:$PORT$path" 2>/dev/null; then return 0; fi
     kill -0 "$PID" 2>/dev/null || break
@@ -142,9 +156,9 @@ trap 'stop_server' EXIT
 
 target_args() { # name
   case "$1" in
-    tandem|tandem-pg) echo "--url ws://127.0.0.1:$PORT/ws/{doc} --create tandem" ;;
     reference) echo "--url ws://127.0.0.1:$PORT/{doc} --create none" ;;
     y-sweet) echo "--url ws://127.0.0.1:$PORT/{doc} --create y-sweet" ;;
+    *) echo "--url ws://127.0.0.1:$PORT/ws/{doc} --create tandem" ;;
   esac
 }
 
@@ -188,7 +202,8 @@ replay_and_cold() { # name run
   TANDEM_ENV="TANDEM_LOG=warn"
 }
 
-has() { [[ ",$SERVERS," == *",$1,"* ]]; }
+has() { [[ ",$SERVERS," == *",$1,"* || " $VARIANTS " == *" $1 "* ]]; }
+wants() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 
 if [ "$QUICK" = 1 ]; then
   FANOUT_SMALL="--readers 100 --updates 400"
@@ -211,21 +226,21 @@ fi
 for run in $(seq "$RUNS"); do
   log "run $run of $RUNS"
   "$BENCH" --label yrs --case limit --run "$run" limit --cache "$SCRATCH/cache" "$TRACE" | tee -a "$RESULTS" >/dev/null
-  for name in tandem reference y-sweet; do
-    has "$name" || continue
+  for name in tandem $VARIANTS reference y-sweet; do
+    has "$name" && wants fanout || continue
     log "  fanout-100 $name"; one_case "$name" fanout-100 "$run" fanout $FANOUT_SMALL
     log "  fanout-1000 $name"; one_case "$name" fanout-1000 "$run" fanout $FANOUT_LARGE
   done
-  for name in tandem tandem-pg reference y-sweet; do
-    has "$name" || continue
+  for name in tandem $VARIANTS tandem-pg reference y-sweet; do
+    has "$name" && wants throughput || continue
     log "  throughput $name"; one_case "$name" throughput "$run" throughput $THROUGHPUT
   done
-  for name in tandem reference y-sweet; do
-    has "$name" || continue
+  for name in tandem $VARIANTS reference y-sweet; do
+    has "$name" && wants idle || continue
     log "  idle $name"; one_case "$name" idle "$run" idle $IDLE
   done
-  for name in tandem tandem-pg reference y-sweet; do
-    has "$name" || continue
+  for name in tandem $VARIANTS tandem-pg reference y-sweet; do
+    has "$name" && wants replay || continue
     log "  replay + cold $name"; replay_and_cold "$name" "$run"
   done
 done
@@ -233,7 +248,7 @@ elapsed=$(( $(date +%s) - started ))
 log "done in ${elapsed}s; results in $RESULTS"
 
 # ---------------------------------------------------------------- the report
-LABELS=$(tr ',' '\n' <<<"tandem,tandem-pg,reference,y-sweet,yrs" | while read -r l; do
+LABELS=$(tr ',' '\n' <<<"tandem,${VARIANTS// /,},tandem-pg,reference,y-sweet,yrs" | grep -v '^$' | while read -r l; do
   if [ "$l" = yrs ] || has "$l"; then echo "$l"; fi; done | paste -sd, -)
 TABLES=$("$BENCH" report --labels "$LABELS" "$RESULTS")
 mem=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
@@ -246,7 +261,8 @@ section=$(cat <<EOF
 - machine: $(nproc) cores ($cpu), $mem, $(uname -sr); load generator on the same machine; descriptor limit $FD_LIMIT
 - tandem at commit $commit (SQLite file; tandem-pg: Postgres on 127.0.0.1); reference = @y/websocket-server $REF_VERSION
   (Node $(node --version 2>/dev/null || echo '?'), memory only); y-sweet $YSWEET_VERSION (filesystem store)
-- command: \`bench/compare.sh $( [ "$QUICK" = 1 ] && echo "--quick " )--runs $RUNS --servers $SERVERS\`; trace: $(basename "$TRACE")
+- command: \`bench/compare.sh $( [ "$QUICK" = 1 ] && echo "--quick " )--runs $RUNS --servers $SERVERS --scenarios $SCENARIOS$(for v in $VARIANTS; do printf ' --variant %s=%s' "$v" "${VARIANT_BIN[$v]}"; done)\`;
+  trace: $(basename "$TRACE")
 - cells are medians over runs; "(k/n)" means only k of n runs gave the figure; ratio columns are tandem ÷ peer
   (for times and memory below 1 is better, for rates above 1)
 - scenario arguments: fanout-100 \`$FANOUT_SMALL\`, fanout-1000 \`$FANOUT_LARGE\`, throughput \`$THROUGHPUT\`,

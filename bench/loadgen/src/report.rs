@@ -95,6 +95,10 @@ fn rows(scenario: &str, lines: &[&Line]) -> Vec<(String, &'static str)> {
         out.push(("dropped_by_server".into(), "connections the server closed"));
     }
     out.push(("client_cpu_s".into(), "load generator's own CPU s"));
+    out.push((
+        "other_cpu_s".into(),
+        "CPU s of everything else on the machine meanwhile",
+    ));
     out.push(("wall_s".into(), "s"));
     out
 }
@@ -120,6 +124,26 @@ fn cell(lines: &[&Line], key: &str, runs: usize) -> (String, Option<f64>) {
         let _ = write!(text, " ({}/{runs})", values.len());
     }
     (text, Some(m))
+}
+
+/// The median over runs of `baseline / other`, each ratio taken within one run (same machine state), so noise from
+/// other work on the machine cancels out better than in a ratio of medians.
+fn run_ratio(baseline: &[&Line], other: &[&Line], key: &str, limit: Option<f64>) -> Option<f64> {
+    let value = |l: &Line| -> Option<f64> {
+        if key == "fraction_of_limit" {
+            return Some(l.get("edits_per_s")?.as_f64()? / limit?);
+        }
+        l.get(key)?.as_f64()
+    };
+    let ratios: Vec<f64> = baseline
+        .iter()
+        .filter_map(|b| {
+            let o = other.iter().find(|o| o.get("run") == b.get("run"))?;
+            let (b, o) = (value(b)?, value(o)?);
+            (o != 0.0).then_some(b / o)
+        })
+        .collect();
+    median(&ratios)
 }
 
 fn format_number(v: f64) -> String {
@@ -246,12 +270,22 @@ pub fn render(lines: &[Line], label_order: &[String]) -> String {
             for (t, _) in &cells {
                 let _ = write!(row, " {t} |");
             }
-            for (_, other) in cells.iter().skip(1) {
-                let ratio = match (cells[0].1, other) {
-                    (Some(b), Some(o)) if *o != 0.0 => format!("{:.2}", b / o),
-                    _ => "–".into(),
+            for lab in present.iter().skip(1) {
+                let ratio = if key == "finished" {
+                    None
+                } else {
+                    run_ratio(
+                        &by_label[present[0].as_str()],
+                        &by_label[lab.as_str()],
+                        &key,
+                        limit,
+                    )
                 };
-                let _ = write!(row, " {ratio} |");
+                let _ = write!(
+                    row,
+                    " {} |",
+                    ratio.map_or("–".into(), |r| format!("{r:.2}"))
+                );
             }
             let _ = writeln!(out, "{row}");
         }
@@ -303,7 +337,7 @@ mod tests {
         let md = render(&lines, &[]);
         assert!(md.contains("#### fanout-100"), "{md}");
         assert!(
-            md.contains("| p99_ms (ms, lower is better) | 2.00 | 4.00 (1/2) | 0.50 |"),
+            md.contains("| p99_ms (ms, lower is better) | 2.00 | 4.00 (1/2) | 0.25 |"),
             "{md}"
         );
         assert!(md.contains("error: ref run 2: boom"), "{md}");

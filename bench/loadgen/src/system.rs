@@ -79,6 +79,30 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
+/// CPU time the whole machine has spent busy so far (every core, every process), from the first line of
+/// `/proc/stat`. Minus the server's and our own, it shows how much else was running during a measurement.
+pub fn machine_busy_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: busy is everything but idle and iowait.
+    let busy: u64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_nanos(busy * 1_000_000_000 / per_second))
+}
+
 /// Samples a server process's CPU time over an interval, when a pid was given.
 pub struct ServerCpu {
     pid: Option<u32>,
@@ -111,5 +135,6 @@ mod tests {
         assert!(process_memory_kib(pid, "VmRSS").expect("rss") > 0);
         assert!(process_cpu(pid).is_ok());
         assert!(raise_fd_limit() > 0);
+        assert!(machine_busy_cpu().is_some());
     }
 }
