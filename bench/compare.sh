@@ -2,8 +2,8 @@
 # Runs every benchmark scenario against tandem and the two servers people would otherwise pick, in turn, in one
 # run, several times, and writes the medians and ratios into docs/BENCHMARKS.md (between the compare.sh markers).
 #
-#   bench/compare.sh                 # full: 3 runs (about 20 minutes on 2 cores)
-#   bench/compare.sh --quick         # smoke pass: 1 run, small sizes (a few minutes)
+#   bench/compare.sh                 # full: 3 runs (about 18 minutes on 2 cores)
+#   bench/compare.sh --quick         # smoke pass: 1 run, small sizes (about 2 minutes)
 #   bench/compare.sh --runs 5 --servers tandem,reference
 #
 # Options:
@@ -46,7 +46,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --variant) VARIANT_BIN[${2%%=*}]=${2#*=}; VARIANTS="$VARIANTS ${2%%=*}"; shift 2 ;;
     --scenarios) SCENARIOS=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
