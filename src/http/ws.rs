@@ -27,6 +27,9 @@ use crate::model::DocId;
 const PING_EVERY: Duration = Duration::from_secs(30);
 const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 
+/// Bytes read from a socket at a time (messages larger than this are assembled).
+const READ_BUFFER: usize = 4 * 1024;
+
 /// How long a closing connection waits for the peer to take the close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -70,6 +73,9 @@ pub async fn doc_socket(
     Ok(upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        // tungstenite's default 128 KiB read buffer is zero-filled before every read and
+        // dominates the memory of an idle connection; messages are mostly tens of bytes.
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| serve(app, id, socket)))
 }
 
