@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::doc::{DocSettings, Registry};
@@ -16,6 +17,9 @@ use crate::store::Store;
 /// How long shutdown waits for documents to write what they hold. Writes that fail for that
 /// long (the database is down) are reported; the rest of the process stops regardless.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long shutdown waits for connections to send their close frames.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects the store (applying migrations), then serves on `listener` until `shutdown`
 /// resolves. Then it stops accepting, closes every socket with 1001 and writes every
@@ -29,10 +33,12 @@ pub async fn run(
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
     let registry = Registry::new(store.clone(), DocSettings::from(&config));
+    let connections = TaskTracker::new();
     let state = AppState {
         store: store.clone(),
         registry: registry.clone(),
         config: Arc::new(config),
+        connections: connections.clone(),
     };
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = store.backend(), "tandem listening");
@@ -55,6 +61,17 @@ pub async fn run(
     );
     if !registry.shutdown(SAVE_TIMEOUT).await {
         tracing::error!("some documents could not save their last updates before the deadline");
+    }
+    // Every actor has told its connections to close (1001); let them send that.
+    connections.close();
+    if tokio::time::timeout(CLOSE_TIMEOUT, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = connections.len(),
+            "some connections did not close in time"
+        );
     }
     tracing::info!("stopped");
     Ok(())

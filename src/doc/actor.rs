@@ -18,6 +18,7 @@ use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
 use super::handle::{Close, ConnId, DocError, DocMsg};
+use super::outbox::Outbox;
 use super::persist::Persist;
 use super::protocol::{self, ClientMessage, IncomingAwareness, IncomingUpdate};
 use super::registry::DocSettings;
@@ -29,9 +30,15 @@ const TEXT_NAME: &str = "content";
 
 /// A connection, as the actor sees it.
 struct Subscriber {
-    outbox: mpsc::Sender<Bytes>,
-    /// Taken when the actor ends the connection, to tell it why.
-    kick: Option<oneshot::Sender<Close>>,
+    outbox: Arc<Outbox>,
+}
+
+impl Drop for Subscriber {
+    /// However the actor comes to forget a connection (even by unwinding), the connection
+    /// learns that it is over; a reason given before (slow, deleted, shutdown) wins.
+    fn drop(&mut self) {
+        self.outbox.close(Close::FAILED);
+    }
 }
 
 /// Why the run loop ended.
@@ -187,10 +194,9 @@ impl DocActor {
             DocMsg::Connect {
                 conn,
                 outbox,
-                kick,
                 respond_to,
             } => {
-                self.connect(conn, outbox, kick);
+                self.connect(conn, outbox);
                 let _ = respond_to.send(Ok(()));
             }
             DocMsg::Client { conn, msg } => {
@@ -219,20 +225,14 @@ impl DocActor {
         Ok(None)
     }
 
-    fn connect(&mut self, conn: ConnId, outbox: mpsc::Sender<Bytes>, kick: oneshot::Sender<Close>) {
-        // The outbox is new and holds at least two frames: these sends cannot fail.
+    fn connect(&mut self, conn: ConnId, outbox: Arc<Outbox>) {
+        // The outbox is new and holds at least two frames: these pushes cannot fail.
         let sv = self.awareness.doc().transact().state_vector();
-        let _ = outbox.try_send(protocol::encode_step1(&sv));
+        let _ = outbox.push(protocol::encode_step1(&sv));
         if let Some(states) = self.awareness_states() {
-            let _ = outbox.try_send(states);
+            let _ = outbox.push(states);
         }
-        self.subscribers.insert(
-            conn,
-            Subscriber {
-                outbox,
-                kick: Some(kick),
-            },
-        );
+        self.subscribers.insert(conn, Subscriber { outbox });
         tracing::debug!(connections = self.subscribers.len(), "connected");
     }
 
@@ -352,7 +352,7 @@ impl DocActor {
         let Some(subscriber) = self.subscribers.get(&conn) else {
             return;
         };
-        if subscriber.outbox.try_send(frame).is_err() {
+        if subscriber.outbox.push(frame).is_err() {
             self.remove(&[conn], Some(Close::SLOW));
         }
     }
@@ -366,7 +366,7 @@ impl DocActor {
             let full: Vec<ConnId> = self
                 .subscribers
                 .iter()
-                .filter(|(_, s)| s.outbox.try_send(frame.clone()).is_err())
+                .filter(|(_, s)| s.outbox.push(frame.clone()).is_err())
                 .map(|(conn, _)| *conn)
                 .collect();
             if !full.is_empty() {
@@ -385,10 +385,10 @@ impl DocActor {
 
     fn drop_subscribers(&mut self, conns: &[ConnId], close: Option<Close>) -> Option<Bytes> {
         for conn in conns {
-            if let Some(mut subscriber) = self.subscribers.remove(conn)
-                && let (Some(close), Some(kick)) = (close, subscriber.kick.take())
+            if let Some(subscriber) = self.subscribers.remove(conn)
+                && let Some(close) = close
             {
-                let _ = kick.send(close);
+                subscriber.outbox.close(close);
             }
         }
         if self.subscribers.is_empty() {
@@ -413,10 +413,8 @@ impl DocActor {
     }
 
     fn kick_all(&mut self, close: Close) {
-        for (_, mut subscriber) in self.subscribers.drain() {
-            if let Some(kick) = subscriber.kick.take() {
-                let _ = kick.send(close);
-            }
+        for (_, subscriber) in self.subscribers.drain() {
+            subscriber.outbox.close(close);
         }
     }
 

@@ -1,10 +1,11 @@
 //! The only way into a document actor: a cheap, cloneable handle over its inbox.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::outbox::Outbox;
 use super::protocol::ClientMessage;
 
 /// Commands an actor has queued before senders wait: enough to absorb a burst from many
@@ -56,12 +57,11 @@ impl Close {
     };
 }
 
-/// A connection's seat at a document: frames arrive on `outbox`; if the actor ends the
-/// connection (slow reader, delete, shutdown), the reason arrives on `kick`.
+/// A connection's seat at a document: frames (and, when the actor ends the connection, the
+/// reason) arrive in `outbox`.
 pub struct Subscription {
     pub conn: ConnId,
-    pub outbox: mpsc::Receiver<Bytes>,
-    pub kick: oneshot::Receiver<Close>,
+    pub outbox: Arc<Outbox>,
 }
 
 /// What went wrong when asking a document actor.
@@ -91,11 +91,10 @@ impl DocError {
 }
 
 pub(super) enum DocMsg {
-    /// A new connection; the actor queues sync step 1 and the awareness states on `outbox`.
+    /// A new connection; the actor queues sync step 1 and the awareness states in `outbox`.
     Connect {
         conn: ConnId,
-        outbox: mpsc::Sender<Bytes>,
-        kick: oneshot::Sender<Close>,
+        outbox: Arc<Outbox>,
         respond_to: oneshot::Sender<Result<(), DocError>>,
     },
     /// A checked message from a connection.
@@ -145,16 +144,15 @@ impl DocHandle {
     /// Joins the document. `queue` bounds the frames waiting for this connection.
     pub async fn connect(&self, queue: usize) -> Result<Subscription, DocError> {
         let conn = ConnId::next();
-        let (outbox_tx, outbox) = mpsc::channel(queue.max(2));
-        let (kick_tx, kick) = oneshot::channel();
+        let outbox = Arc::new(Outbox::new(queue));
+        let shared = Arc::clone(&outbox);
         self.ask(|respond_to| DocMsg::Connect {
             conn,
-            outbox: outbox_tx,
-            kick: kick_tx,
+            outbox: shared,
             respond_to,
         })
         .await??;
-        Ok(Subscription { conn, outbox, kick })
+        Ok(Subscription { conn, outbox })
     }
 
     /// Hands a checked client message to the actor, waiting while its inbox is full.

@@ -11,9 +11,11 @@
 
 mod actor;
 mod handle;
+mod outbox;
 mod persist;
 pub mod protocol;
 mod registry;
 
 pub use handle::{Close, ConnId, DocError, DocHandle, Subscription};
+pub use outbox::{Outbox, Taken};
 pub use registry::{DocSettings, Registry};

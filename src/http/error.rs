@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -143,15 +142,6 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
             _ => ApiError::BadRequest(message),
         }
     })
-}
-
-impl From<WebSocketUpgradeRejection> for ApiError {
-    fn from(rejection: WebSocketUpgradeRejection) -> Self {
-        Self::Rejected {
-            status: rejection.status(),
-            message: rejection.body_text(),
-        }
-    }
 }
 
 /// `axum::Json`, with rejections as [`ApiError`] (400 bad syntax, 422 wrong shape,

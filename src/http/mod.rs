@@ -4,6 +4,7 @@
 mod docs;
 mod error;
 mod web;
+mod websocket;
 mod ws;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
+use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
@@ -37,6 +39,8 @@ pub struct AppState {
     pub store: Store,
     pub registry: Registry,
     pub config: Arc<Config>,
+    /// Every WebSocket connection's task, so shutdown can let them send their close frames.
+    pub connections: TaskTracker,
 }
 
 pub fn router(state: AppState) -> Router {

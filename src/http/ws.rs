@@ -1,25 +1,39 @@
 //! `GET /ws/{id}`: the y-websocket endpoint. Socket IO only: frames in are checked and
-//! handed to the document actor; frames out come from the actor, already encoded.
+//! handed to the document actor; frames out come from the actor, already encoded, and are
+//! written straight from its shared bytes.
 //!
-//! Refusals happen before the upgrade (400 malformed id, 404 unknown document), because the
-//! stock client backs off on a failed upgrade but retries a closed socket almost at once.
+//! Refusals happen before the upgrade (400 malformed id or request, 404 unknown document),
+//! because the stock client backs off on a failed upgrade but retries a closed socket almost
+//! at once.
+//!
+//! One task per connection, which holds no buffer while the connection is idle: it reads
+//! into a buffer of its worker thread (only the start of a frame still arriving is kept), and
+//! it writes queued frames with vectored writes (header, payload, header, payload...).
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use tokio::time::{Instant, MissedTickBehavior};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::{Instant, MissedTickBehavior, timeout};
 
 use super::AppState;
 use super::docs::DocIdPath;
 use super::error::ApiError;
-use crate::doc::protocol::{self, ProtocolError};
-use crate::doc::{Close, ConnId, DocHandle, Subscription};
+use super::websocket::{self, Event, FrameReader};
+use crate::doc::protocol;
+use crate::doc::{Close, ConnId, DocHandle, Outbox, Subscription, Taken};
 use crate::model::DocId;
 
 /// How often the server pings a connection, and how long it waits for any sign of life
@@ -27,14 +41,19 @@ use crate::model::DocId;
 const PING_EVERY: Duration = Duration::from_secs(30);
 const SILENCE_LIMIT: Duration = Duration::from_secs(75);
 
-/// Bytes read from a socket at a time (messages larger than this are assembled).
-const READ_BUFFER: usize = 4 * 1024;
+/// How long a closing connection waits for the peer to take the close frame, and then for
+/// the peer's own close (so that its last bytes do not turn our close into a reset).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+const LINGER: Duration = Duration::from_secs(2);
 
-/// How long a closing connection waits for the peer to take the close frame.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a control frame (ping, pong) may wait for a peer that does not read.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Frames queued for a connection that are written with one flush.
-const WRITE_BATCH: usize = 64;
+/// Bytes read from a socket at a time, into a buffer shared by the connections of a thread.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Frames written with one system call at most (two slices each).
+const FRAMES_PER_WRITE: usize = 64;
 
 const CLOSE_TEXT: Close = Close {
     code: 1003,
@@ -44,10 +63,6 @@ const CLOSE_MALFORMED: Close = Close {
     code: 1007,
     reason: "malformed message",
 };
-const CLOSE_TOO_BIG: Close = Close {
-    code: 1009,
-    reason: "message too big",
-};
 const CLOSE_FLOOD: Close = Close {
     code: 1008,
     reason: "too many messages; slow down",
@@ -56,126 +71,385 @@ const CLOSE_SILENT: Close = Close {
     code: 1001,
     reason: "no sign of life from the client",
 };
+const CLOSE_PROTOCOL: Close = Close {
+    code: 1002,
+    reason: "WebSocket protocol error",
+};
+const CLOSE_TOO_BIG: Close = Close {
+    code: 1009,
+    reason: "message too big",
+};
+
+thread_local! {
+    /// Where a connection reads into when its socket is readable; the bytes that stay (the
+    /// start of a frame still arriving) are copied out before the next connection reads.
+    static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
 
 /// Refuses bad requests before the upgrade, then hands the socket to [`serve`].
 pub async fn doc_socket(
     State(app): State<AppState>,
     DocIdPath(id): DocIdPath,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     app.store
         .get_doc(id)
         .await?
         .ok_or(ApiError::DOC_NOT_FOUND)?;
-    let upgrade = upgrade?;
-    let config = &app.config;
-    let max = config.max_message_bytes;
-    Ok(upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
-        // tungstenite's default 128 KiB read buffer is zero-filled before every read and
-        // dominates the memory of an idle connection; messages are mostly tens of bytes.
-        .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| serve(app, id, socket)))
+    let (mut parts, _) = request.into_parts();
+    let accept = check_handshake(&parts.method, parts.version, &parts.headers)?;
+    let on_upgrade = parts
+        .extensions
+        .remove::<OnUpgrade>()
+        .ok_or_else(|| ApiError::BadRequest("this connection cannot be upgraded".into()))?;
+    let connections = app.connections.clone();
+    connections.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(app, id, TokioIo::new(upgraded)).await,
+            Err(err) => tracing::debug!(error = %err, "upgrade failed"),
+        }
+    });
+    let response = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .map_err(|err| ApiError::Internal(err.to_string()))?;
+    Ok(response)
 }
 
+/// Checks an opening handshake (RFC 6455 section 4.2.1); the `Sec-WebSocket-Accept` value.
+fn check_handshake(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
+    let bad = |why: &str| ApiError::BadRequest(format!("not a WebSocket handshake: {why}"));
+    if method != Method::GET || version != Version::HTTP_11 {
+        return Err(bad("expected GET over HTTP/1.1"));
+    }
+    let has_token = |name, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err(bad("expected Connection: upgrade and Upgrade: websocket"));
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
+        return Err(ApiError::Rejected {
+            status: StatusCode::UPGRADE_REQUIRED,
+            message: "unsupported WebSocket version: use Sec-WebSocket-Version: 13".into(),
+        });
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or_else(|| bad("no Sec-WebSocket-Key"))?;
+    Ok(websocket::accept_key(key.as_bytes()))
+}
+
+/// The upgraded connection (a TCP stream underneath).
+type Io = TokioIo<Upgraded>;
+
 /// One connection, for its whole life, in one task.
-async fn serve(app: AppState, id: DocId, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
-    let (handle, mut sub) = match app.registry.connect(id, app.config.client_queue).await {
+async fn serve(app: AppState, id: DocId, io: Io) {
+    let mut conn = Connection::new(
+        io,
+        app.config.max_message_bytes,
+        app.config.max_messages_per_sec,
+    );
+    let joined = app.registry.connect(id, app.config.client_queue).await;
+    let (handle, sub) = match joined {
         Ok(joined) => joined,
         Err(err) => {
             tracing::debug!(doc_id = %id, error = %err, "connection refused");
-            close(&mut sink, err.close()).await;
+            conn.close(err.close()).await;
             return;
         }
     };
-    let limiter = RateLimiter::new(app.config.max_messages_per_sec);
-    let close_with = pump(&handle, &mut sub, &mut sink, &mut stream, limiter).await;
+    let end = conn.pump(&handle, &sub).await;
     handle.disconnect(sub.conn).await;
-    if let Some(reason) = close_with {
-        tracing::debug!(doc_id = %id, code = reason.code, reason = reason.reason, "closing connection");
-        close(&mut sink, reason).await;
+    match end {
+        End::Close(reason) => {
+            tracing::debug!(doc_id = %id, code = reason.code, reason = reason.reason, "closing connection");
+            conn.close(reason).await;
+        }
+        End::Closing(code) => conn.answer_close(code).await,
+        End::Broken => {}
     }
 }
 
-type Sink = SplitSink<WebSocket, Message>;
-type Stream = SplitStream<WebSocket>;
+/// How a connection ends.
+enum End {
+    /// The server ends it, for this reason.
+    Close(Close),
+    /// The client sent a close frame (with this code): answer it and close.
+    Closing(Option<u16>),
+    /// The socket broke (or the client vanished): nothing more can be sent.
+    Broken,
+}
 
-/// Moves frames both ways until either side ends. Returns how to close the socket, or
-/// `None` when the client closed it (or it broke).
-async fn pump(
-    handle: &DocHandle,
-    sub: &mut Subscription,
-    sink: &mut Sink,
-    stream: &mut Stream,
-    mut limiter: RateLimiter,
-) -> Option<Close> {
-    let Subscription { conn, outbox, kick } = sub;
-    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_seen = Instant::now();
-    loop {
+/// A connection's socket and what it holds between reads and writes.
+struct Connection {
+    io: Io,
+    reader: FrameReader,
+    /// Events read but not yet handled.
+    events: Vec<Event>,
+    /// Frames taken from the outbox, being written; `progress` bytes of the first are out.
+    batch: VecDeque<Bytes>,
+    progress: usize,
+    limiter: RateLimiter,
+    last_seen: Instant,
+}
+
+impl Connection {
+    fn new(io: Io, max_message: usize, messages_per_sec: u32) -> Self {
+        Self {
+            io,
+            reader: FrameReader::new(max_message),
+            events: Vec::new(),
+            batch: VecDeque::new(),
+            progress: 0,
+            limiter: RateLimiter::new(messages_per_sec),
+            last_seen: Instant::now(),
+        }
+    }
+
+    /// Moves frames both ways until either side ends.
+    async fn pump(&mut self, handle: &DocHandle, sub: &Subscription) -> End {
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            if let Err(end) = self.handle_events(handle, sub.conn).await {
+                return end;
+            }
+            tokio::select! {
+                biased;
+                taken = sub.outbox.take(&mut self.batch) => match taken {
+                    Taken::Closed(reason) => return End::Close(reason),
+                    Taken::Frames => {
+                        if let Err(end) = self.write_batch(&sub.outbox).await {
+                            return end;
+                        }
+                    }
+                },
+                read = read(&mut self.io, &mut self.reader, &mut self.events) => {
+                    self.last_seen = Instant::now();
+                    if let Err(end) = read {
+                        return end;
+                    }
+                }
+                _ = ping.tick() => {
+                    if self.last_seen.elapsed() > SILENCE_LIMIT {
+                        return End::Close(CLOSE_SILENT);
+                    }
+                    if self.write_control(websocket::PING, &[]).await.is_err() {
+                        return End::Broken;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Acts on the events read: messages go to the actor (waiting while its inbox is full,
+    /// which slows this client down), pings are answered, a close ends the connection.
+    async fn handle_events(&mut self, handle: &DocHandle, conn: ConnId) -> Result<(), End> {
+        let mut events = std::mem::take(&mut self.events);
+        let mut result = Ok(());
+        for event in events.drain(..) {
+            result = match event {
+                Event::Binary(frame) => {
+                    if self.limiter.allow(Instant::now()) {
+                        forward(handle, conn, frame).await.map_err(End::Close)
+                    } else {
+                        Err(End::Close(CLOSE_FLOOD))
+                    }
+                }
+                Event::Text => Err(End::Close(CLOSE_TEXT)),
+                Event::Ping(payload) => self
+                    .write_control(websocket::PONG, &payload)
+                    .await
+                    .map_err(|_| End::Broken),
+                Event::Pong => Ok(()),
+                Event::Close(code) => Err(End::Closing(code)),
+            };
+            if result.is_err() {
+                break;
+            }
+        }
+        // Hand the (now empty) buffer back, keeping its capacity for the next read.
+        events.clear();
+        self.events = events;
+        result
+    }
+
+    /// Writes every frame of the batch. A peer that stops reading stalls the write; the actor
+    /// then finds this connection's outbox full and closes it, which ends the wait.
+    async fn write_batch(&mut self, outbox: &Outbox) -> Result<(), End> {
+        let write =
+            poll_fn(|cx| poll_write_frames(cx, &mut self.io, &mut self.batch, &mut self.progress));
         tokio::select! {
             biased;
-            reason = &mut *kick => {
-                // A dropped sender without a reason means the actor stopped unexpectedly.
-                return Some(reason.unwrap_or(Close::FAILED));
-            }
-            frame = outbox.recv() => {
-                let Some(frame) = frame else { return Some(Close::FAILED) };
-                // A peer that stops reading stalls this write; the actor then drops the
-                // connection (its queue fills), and the kick must still get through.
-                tokio::select! {
-                    biased;
-                    reason = &mut *kick => return Some(reason.unwrap_or(Close::FAILED)),
-                    written = write_batch(sink, outbox, frame) => {
-                        if written.is_err() {
-                            return None;
-                        }
-                    }
-                }
-            }
-            incoming = stream.next() => {
-                last_seen = Instant::now();
-                match incoming? {
-                    Ok(Message::Binary(frame)) => {
-                        if !limiter.allow(last_seen) {
-                            return Some(CLOSE_FLOOD);
-                        }
-                        if let Err(close) = forward(handle, *conn, frame).await {
-                            return Some(close);
-                        }
-                    }
-                    Ok(Message::Text(_)) => return Some(CLOSE_TEXT),
-                    Ok(Message::Ping(_) | Message::Pong(_)) => {}
-                    Ok(Message::Close(_)) => return None,
-                    Err(err) => return read_error(err),
-                }
-            }
-            _ = ping.tick() => {
-                if last_seen.elapsed() > SILENCE_LIMIT {
-                    return Some(CLOSE_SILENT);
-                }
-                match tokio::time::timeout(PING_EVERY, sink.send(Message::Ping(Bytes::new()))).await {
-                    Ok(Ok(())) => {}
-                    _ => return None,
-                }
-            }
+            reason = outbox.closed() => Err(End::Close(reason)),
+            written = write => written.map_err(|_| End::Broken),
         }
+    }
+
+    /// Writes one control frame whole (between batches), waiting for a slow peer a while.
+    async fn write_control(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
+        let (header, len) = websocket::frame_header(opcode, payload.len());
+        let mut frame = Vec::with_capacity(len + payload.len());
+        frame.extend_from_slice(&header[..len]);
+        frame.extend_from_slice(payload);
+        let write = self.io.write_all(&frame);
+        timeout(CONTROL_TIMEOUT, write)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+    }
+
+    /// Sends a close frame (if the socket takes it in time), then closes the socket. A frame
+    /// half written when the connection was ended is finished first, the rest dropped.
+    async fn close(&mut self, reason: Close) {
+        self.batch.truncate(usize::from(self.progress > 0));
+        let payload = websocket::close_payload(reason.code, reason.reason);
+        let send = async {
+            poll_fn(|cx| poll_write_frames(cx, &mut self.io, &mut self.batch, &mut self.progress))
+                .await?;
+            self.write_control(websocket::CLOSE, &payload).await
+        };
+        if matches!(timeout(CLOSE_TIMEOUT, send).await, Ok(Ok(()))) {
+            self.linger().await;
+        }
+    }
+
+    /// Answers a client's close frame with the same code, then closes the socket.
+    async fn answer_close(&mut self, code: Option<u16>) {
+        let payload = code.map_or_else(Bytes::new, |code| websocket::close_payload(code, ""));
+        if self.write_control(websocket::CLOSE, &payload).await.is_ok() {
+            let _ = self.shutdown().await;
+        }
+    }
+
+    /// After our close frame: stop writing, then read and drop whatever the client still
+    /// sends until it closes too (or a short while passes), so the socket ends in an orderly
+    /// way instead of with a reset that could destroy the close frame in flight.
+    async fn linger(&mut self) {
+        if self.shutdown().await.is_err() {
+            return;
+        }
+        let drain = poll_fn(|cx| {
+            loop {
+                match poll_read_shared(cx, &mut self.io, |_| {}) {
+                    Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(_)) => {}
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        });
+        let _ = timeout(LINGER, drain).await;
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.io.shutdown().await
     }
 }
 
-/// Checks one incoming frame and hands its messages to the actor.
+/// Reads what the socket has into the thread's buffer, parses it into events, and keeps
+/// only the start of a frame still arriving. Waits (holding no buffer) until there is data.
+async fn read(io: &mut Io, reader: &mut FrameReader, events: &mut Vec<Event>) -> Result<(), End> {
+    let mut parsed = Ok(());
+    let read =
+        poll_fn(|cx| poll_read_shared(cx, io, |data| parsed = reader.feed(data, events))).await;
+    match read {
+        Ok(0) | Err(_) => Err(End::Broken),
+        Ok(_) => parsed.map_err(|err| End::Close(frame_error(&err))),
+    }
+}
+
+/// Polls one read into the thread's buffer and hands the bytes to `take` before the buffer
+/// goes back. Ready with the count read (0 at the end of the stream).
+fn poll_read_shared(
+    cx: &mut Context<'_>,
+    io: &mut Io,
+    take: impl FnOnce(&[u8]),
+) -> Poll<io::Result<usize>> {
+    READ_BUFFER.with_borrow_mut(|buffer| {
+        let mut buf = ReadBuf::new(buffer);
+        match Pin::new(io).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => {
+                let data = buf.filled();
+                if !data.is_empty() {
+                    take(data);
+                }
+                Poll::Ready(Ok(data.len()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+}
+
+/// Writes the batch, each frame as a header followed by its payload straight from the
+/// shared bytes, many frames per vectored write. Written frames leave the batch; `progress`
+/// counts the bytes of the first frame already written.
+fn poll_write_frames(
+    cx: &mut Context<'_>,
+    io: &mut Io,
+    batch: &mut VecDeque<Bytes>,
+    progress: &mut usize,
+) -> Poll<io::Result<()>> {
+    while !batch.is_empty() {
+        let count = batch.len().min(FRAMES_PER_WRITE);
+        let mut headers = [([0u8; 10], 0usize); FRAMES_PER_WRITE];
+        for (header, frame) in headers.iter_mut().zip(batch.iter()) {
+            *header = websocket::frame_header(websocket::BINARY, frame.len());
+        }
+        let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+        let mut used = 0;
+        let mut skip = *progress;
+        for ((header, len), frame) in headers[..count].iter().zip(batch.iter()) {
+            for part in [&header[..*len], frame.as_ref()] {
+                if skip >= part.len() {
+                    skip -= part.len();
+                } else {
+                    slices[used] = IoSlice::new(&part[skip..]);
+                    skip = 0;
+                    used += 1;
+                }
+            }
+        }
+        let written = match Pin::new(&mut *io).poll_write_vectored(cx, &slices[..used]) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+            Poll::Pending => return Poll::Pending,
+        };
+        let mut done = written + *progress;
+        while let Some(frame) = batch.front() {
+            let total = websocket::frame_header(websocket::BINARY, frame.len()).1 + frame.len();
+            if done < total {
+                break;
+            }
+            done -= total;
+            batch.pop_front();
+        }
+        *progress = done;
+    }
+    *progress = 0;
+    Poll::Ready(Ok(()))
+}
+
+/// Checks one incoming message and hands its y-websocket messages to the actor.
 async fn forward(handle: &DocHandle, conn: ConnId, frame: Bytes) -> Result<(), Close> {
     let messages = protocol::decode_frame(&frame).map_err(|err| {
-        tracing::debug!(error = %err, "refusing a malformed frame");
-        match err {
-            ProtocolError::Empty
-            | ProtocolError::Malformed(_)
-            | ProtocolError::BadUpdate(_)
-            | ProtocolError::BadAwarenessJson => CLOSE_MALFORMED,
-        }
+        tracing::debug!(error = %err, "refusing a malformed message");
+        CLOSE_MALFORMED
     })?;
     for msg in messages {
         handle
@@ -186,55 +460,11 @@ async fn forward(handle: &DocHandle, conn: ConnId, frame: Bytes) -> Result<(), C
     Ok(())
 }
 
-/// Writes `first` and whatever else is already queued, then flushes once.
-async fn write_batch(
-    sink: &mut Sink,
-    outbox: &mut tokio::sync::mpsc::Receiver<Bytes>,
-    first: Bytes,
-) -> Result<(), axum::Error> {
-    sink.feed(Message::Binary(first)).await?;
-    for _ in 1..WRITE_BATCH {
-        match outbox.try_recv() {
-            Ok(frame) => sink.feed(Message::Binary(frame)).await?,
-            Err(_) => break,
-        }
+fn frame_error(err: &websocket::FrameError) -> Close {
+    match err {
+        websocket::FrameError::TooBig => CLOSE_TOO_BIG,
+        websocket::FrameError::Protocol(_) => CLOSE_PROTOCOL,
     }
-    sink.flush().await
-}
-
-/// A read error: a message over the size limit gets 1009; anything else means the socket
-/// is broken and there is nobody to tell.
-fn read_error(err: axum::Error) -> Option<Close> {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    use tokio_tungstenite::tungstenite::error::CapacityError;
-    match err.into_inner().downcast::<WsError>() {
-        Ok(err)
-            if matches!(
-                *err,
-                WsError::Capacity(CapacityError::MessageTooLong { .. })
-            ) =>
-        {
-            Some(CLOSE_TOO_BIG)
-        }
-        Ok(err) => {
-            tracing::debug!(error = %err, "socket read failed");
-            None
-        }
-        Err(_) => None,
-    }
-}
-
-/// Sends a close frame, giving a peer that does not read [`CLOSE_TIMEOUT`] to take it.
-async fn close(sink: &mut Sink, reason: Close) {
-    let frame = CloseFrame {
-        code: reason.code,
-        reason: reason.reason.into(),
-    };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-        let _ = sink.send(Message::Close(Some(frame))).await;
-        let _ = sink.close().await;
-    })
-    .await;
 }
 
 /// A token bucket per connection: `rate` messages per second on average, bursts of five
