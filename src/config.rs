@@ -61,11 +61,7 @@ pub struct Config {
     pub awareness_timeout_ms: u64,
 
     /// Log filter, in tracing's EnvFilter syntax.
-    #[arg(
-        long,
-        env = "TANDEM_LOG",
-        default_value = "tandem=info,tower_http=info"
-    )]
+    #[arg(long, env = "TANDEM_LOG", default_value = "tandem=info,tower_http=info")]
     pub log: String,
 }
 

@@ -10,10 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).init();
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     server::run(config, listener, server::shutdown_signal()).await
 }

@@ -131,10 +131,7 @@ pub struct PageCursor {
 
 impl PageCursor {
     pub fn after(doc: &Doc) -> Self {
-        Self {
-            updated_at: doc.updated_at,
-            id: doc.id,
-        }
+        Self { updated_at: doc.updated_at, id: doc.id }
     }
 }
 
@@ -176,13 +173,9 @@ mod tests {
     fn doc_id_round_trips_and_refuses_garbage() {
         let id = DocId::new();
         assert_eq!(id.to_string().parse::<DocId>().unwrap(), id);
-        for bad in [
-            "",
-            "nope",
-            "123",
-            "0b5e2d0c8f434a8e9a393c6f1f4f2b1a",
-            "{0b5e2d0c-8f43-4a8e-9a39-3c6f1f4f2b1a}",
-        ] {
+        for bad in
+            ["", "nope", "123", "0b5e2d0c8f434a8e9a393c6f1f4f2b1a", "{0b5e2d0c-8f43-4a8e-9a39-3c6f1f4f2b1a}"]
+        {
             assert!(bad.parse::<DocId>().is_err(), "{bad:?} parsed");
         }
     }
@@ -198,10 +191,7 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_refuses_garbage() {
-        let cursor = PageCursor {
-            updated_at: now(),
-            id: DocId::new(),
-        };
+        let cursor = PageCursor { updated_at: now(), id: DocId::new() };
         assert_eq!(cursor.to_string().parse::<PageCursor>().unwrap(), cursor);
         for bad in [
             "",

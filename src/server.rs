@@ -50,28 +50,16 @@ pub async fn run(
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
 
-    tracing::info!(
-        open_docs = registry.open_count(),
-        "shutting down: saving open documents"
-    );
+    tracing::info!(open_docs = registry.open_count(), "shutting down: saving open documents");
     if !registry.shutdown(SAVE_TIMEOUT).await {
         tracing::error!("some documents could not save their last updates before the deadline");
     }
     // Every actor has told its connections to close (1001); let them send that.
     connections.close();
-    if tokio::time::timeout(CLOSE_TIMEOUT, connections.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            left = connections.len(),
-            "some connections did not close in time"
-        );
+    if tokio::time::timeout(CLOSE_TIMEOUT, connections.wait()).await.is_err() {
+        tracing::warn!(left = connections.len(), "some connections did not close in time");
     }
     tracing::info!("stopped");
     Ok(())

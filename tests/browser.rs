@@ -15,9 +15,7 @@ use std::time::Instant;
 /// Finds an executable on `PATH`, the way a shell would.
 fn which(name: &str) -> Option<PathBuf> {
     let path = env::var_os("PATH")?;
-    env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+    env::split_paths(&path).map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
 }
 
 /// Skips the test loudly, or fails it when the environment promises everything is installed.
@@ -26,10 +24,7 @@ fn skip(reason: &str) {
         panic!("browser tests cannot run: {reason} (TANDEM_TEST_REQUIRE_ALL=1)");
     }
     // Straight to stderr: cargo test does not capture it, so the skip is seen.
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: browser end-to-end tests: {reason}"
-    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED: browser end-to-end tests: {reason}");
 }
 
 #[test]
@@ -81,9 +76,5 @@ fn browser_end_to_end() {
     );
     let _ = std::fs::remove_dir_all(&work);
     let summary = stdout.lines().last().unwrap_or("");
-    let _ = writeln!(
-        std::io::stderr(),
-        "{summary} (with startup: {:.0?})",
-        started.elapsed()
-    );
+    let _ = writeln!(std::io::stderr(), "{summary} (with startup: {:.0?})", started.elapsed());
 }

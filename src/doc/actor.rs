@@ -28,6 +28,12 @@ use crate::store::{Store, StoreError};
 /// The root `Y.Text` the REST API reads: the editor's text.
 const TEXT_NAME: &str = "content";
 
+/// Commands taken from the inbox at once, at most.
+const MAX_BURST: usize = 256;
+
+/// The key of the update observer that collects a batch's merged update.
+const MERGED_KEY: &str = "merged";
+
 /// A connection, as the actor sees it.
 struct Subscriber {
     outbox: Arc<Outbox>,
@@ -64,6 +70,8 @@ pub(super) struct DocActor {
     last_activity: Instant,
     /// The awareness clock counts from here (monotonic milliseconds).
     started: std::time::Instant,
+    /// Commands taken from the inbox in one go (kept to reuse its allocation).
+    burst: Vec<DocMsg>,
 }
 
 impl DocActor {
@@ -81,10 +89,9 @@ impl DocActor {
             () = cancel.cancelled() => Err(DocError::ShuttingDown),
         };
         let (doc, persist) = match loaded {
-            Ok((doc, last_seq, rows, bytes)) => (
-                doc,
-                Persist::new(id, store, &settings, last_seq, rows, bytes),
-            ),
+            Ok((doc, last_seq, rows, bytes)) => {
+                (doc, Persist::new(id, store, &settings, last_seq, rows, bytes))
+            }
             Err(err) => {
                 if !matches!(err, DocError::NotFound | DocError::ShuttingDown) {
                     tracing::error!(error = %err, "could not load the document");
@@ -105,14 +112,15 @@ impl DocActor {
             flush_waiters: Vec::new(),
             last_activity: Instant::now(),
             started,
+            burst: Vec::new(),
         };
         let exit = actor.serve(&cancel).await;
         actor.stop(exit).await;
     }
 
     async fn serve(&mut self, cancel: &CancellationToken) -> Exit {
-        let sweep_every = (self.settings.awareness_timeout / 3)
-            .clamp(Duration::from_millis(50), Duration::from_secs(10));
+        let sweep_every =
+            (self.settings.awareness_timeout / 3).clamp(Duration::from_millis(50), Duration::from_secs(10));
         let mut sweep = tokio::time::interval(sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -123,7 +131,7 @@ impl DocActor {
                 msg = self.inbox.recv() => {
                     let Some(msg) = msg else { return Exit::Idle };
                     self.last_activity = Instant::now();
-                    match self.handle(msg) {
+                    match self.handle_burst(msg) {
                         Ok(None) => {}
                         Ok(Some(exit)) => return exit,
                         Err(Failed) => return Exit::Failed,
@@ -188,14 +196,51 @@ impl DocActor {
         self.answer_flush_waiters();
     }
 
+    /// The command just received and whatever else is queued behind it (up to
+    /// [`MAX_BURST`]), in order. Consecutive updates are applied together: one transaction,
+    /// one broadcast frame, one log entry; under load that is what keeps the per-update cost
+    /// low, and with one update waiting nothing changes.
+    fn handle_burst(&mut self, first: DocMsg) -> Result<Option<Exit>, Failed> {
+        let mut burst = std::mem::take(&mut self.burst);
+        burst.push(first);
+        while burst.len() < MAX_BURST {
+            match self.inbox.try_recv() {
+                Ok(msg) => burst.push(msg),
+                Err(_) => break,
+            }
+        }
+        let mut updates = Vec::new();
+        let mut outcome = Ok(None);
+        for msg in burst.drain(..) {
+            match msg {
+                DocMsg::Client { conn, msg: ClientMessage::Update(update) } => {
+                    // A connection the actor already dropped may still have messages in flight.
+                    if self.subscribers.contains_key(&conn) {
+                        updates.push((conn, update));
+                    }
+                }
+                other => {
+                    self.apply_updates(std::mem::take(&mut updates))?;
+                    outcome = self.handle(other);
+                    if !matches!(outcome, Ok(None)) {
+                        // Stopping: what is left is answered (or dropped) by `stop`.
+                        break;
+                    }
+                }
+            }
+        }
+        if matches!(outcome, Ok(None)) {
+            self.apply_updates(updates)?;
+        }
+        burst.clear();
+        self.burst = burst;
+        outcome
+    }
+
     /// One command. `Err(Failed)` when the document can no longer be trusted in memory.
     fn handle(&mut self, msg: DocMsg) -> Result<Option<Exit>, Failed> {
         match msg {
-            DocMsg::Connect {
-                conn,
-                outbox,
-                respond_to,
-            } => {
+            DocMsg::Connect { conn, outbox, respond_to } => {
                 self.connect(conn, outbox);
                 let _ = respond_to.send(Ok(()));
             }
@@ -240,11 +285,7 @@ impl DocActor {
         match msg {
             ClientMessage::SyncStep1(sv) => {
                 tracing::trace!("answering step 1");
-                let update = self
-                    .awareness
-                    .doc()
-                    .transact()
-                    .encode_state_as_update_v1(&sv);
+                let update = self.awareness.doc().transact().encode_state_as_update_v1(&sv);
                 self.send_to(conn, protocol::encode_step2(update));
             }
             ClientMessage::Update(update) => self.apply_update(conn, update)?,
@@ -254,6 +295,71 @@ impl DocActor {
                     self.send_to(conn, states);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Applies updates from connections. One is applied and forwarded exactly as it came;
+    /// several are applied in one transaction, whose own update (yrs encodes it on commit)
+    /// is what everyone receives and the log keeps.
+    fn apply_updates(&mut self, mut updates: Vec<(ConnId, IncomingUpdate)>) -> Result<(), Failed> {
+        match updates.len() {
+            0 => return Ok(()),
+            1 => {
+                let (conn, update) = updates.pop().expect("one update");
+                return self.apply_update(conn, update);
+            }
+            _ => {}
+        }
+        let doc = self.awareness.doc();
+        let merged = Arc::new(std::sync::Mutex::new(None::<Vec<u8>>));
+        let slot = Arc::clone(&merged);
+        // Observed only for this transaction: yrs encodes a transaction's update only when
+        // someone listens.
+        let _ = doc.observe_update_v1(MERGED_KEY, move |_, event| {
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(event.update.clone());
+            }
+        });
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = doc.transact_mut();
+            let mut refused = Vec::new();
+            let mut raws = Vec::with_capacity(updates.len());
+            for (conn, IncomingUpdate { update, raw, .. }) in updates {
+                match txn.apply_update(update) {
+                    Ok(()) => raws.push(raw),
+                    Err(err) => {
+                        tracing::info!(error = %err, "refused an update that does not apply");
+                        refused.push(conn);
+                    }
+                }
+            }
+            // Parts waiting for updates not seen yet are not in the transaction's update:
+            // then the updates as they came are what the log must keep.
+            let waiting = txn.has_missing_updates();
+            (refused, raws, waiting)
+        }));
+        let _ = doc.unobserve_update_v1(MERGED_KEY);
+        let Ok((refused, raws, waiting)) = applied else {
+            tracing::error!("applying updates panicked; reloading the document");
+            return Err(Failed);
+        };
+        let merged = merged.lock().ok().and_then(|mut slot| slot.take()).map(Bytes::from);
+        let now = Instant::now();
+        match merged {
+            Some(update) if !update.is_empty() => {
+                if waiting {
+                    raws.into_iter().for_each(|raw| self.persist.push(raw, now));
+                } else {
+                    self.persist.push(update.clone(), now);
+                }
+                tracing::trace!(bytes = update.len(), "applied a batch of updates");
+                self.broadcast(protocol::encode_update(&update));
+            }
+            _ => raws.into_iter().for_each(|raw| self.persist.push(raw, now)),
+        }
+        if !refused.is_empty() {
+            self.remove(&refused, Some(Close::BAD_UPDATE));
         }
         Ok(())
     }
@@ -319,9 +425,7 @@ impl DocActor {
         let stale: Vec<ClientID> = self
             .awareness
             .iter()
-            .filter(|(_, state)| {
-                state.data.is_some() && now.saturating_sub(state.last_updated) >= timeout
-            })
+            .filter(|(_, state)| state.data.is_some() && now.saturating_sub(state.last_updated) >= timeout)
             .map(|(client, _)| client)
             .collect();
         if stale.is_empty() {
@@ -404,11 +508,7 @@ impl DocActor {
         for client in &gone {
             self.announced.remove(client);
         }
-        tracing::debug!(
-            connections = self.subscribers.len(),
-            awareness_removed = gone.len(),
-            "disconnected"
-        );
+        tracing::debug!(connections = self.subscribers.len(), awareness_removed = gone.len(), "disconnected");
         self.remove_awareness(gone)
     }
 
@@ -420,10 +520,7 @@ impl DocActor {
 
     fn start_write(&mut self) {
         let doc = self.awareness.doc();
-        self.persist.start(|| {
-            doc.transact()
-                .encode_state_as_update_v1(&StateVector::default())
-        });
+        self.persist.start(|| doc.transact().encode_state_as_update_v1(&StateVector::default()));
     }
 
     /// After a write: answers flush waiters; stops the actor if the document was deleted.

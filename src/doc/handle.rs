@@ -31,30 +31,14 @@ pub struct Close {
 }
 
 impl Close {
-    pub const SHUTDOWN: Self = Self {
-        code: 1001,
-        reason: "server shutting down",
-    };
-    pub const SLOW: Self = Self {
-        code: 1013,
-        reason: "connection too slow: its queue is full; reconnect to resync",
-    };
-    pub const UNAVAILABLE: Self = Self {
-        code: 1013,
-        reason: "document temporarily unavailable; try again later",
-    };
-    pub const FAILED: Self = Self {
-        code: 1011,
-        reason: "document failed on the server; reconnect",
-    };
-    pub const BAD_UPDATE: Self = Self {
-        code: 1007,
-        reason: "update could not be applied",
-    };
-    pub const DELETED: Self = Self {
-        code: 4404,
-        reason: "document deleted",
-    };
+    pub const SHUTDOWN: Self = Self { code: 1001, reason: "server shutting down" };
+    pub const SLOW: Self =
+        Self { code: 1013, reason: "connection too slow: its queue is full; reconnect to resync" };
+    pub const UNAVAILABLE: Self =
+        Self { code: 1013, reason: "document temporarily unavailable; try again later" };
+    pub const FAILED: Self = Self { code: 1011, reason: "document failed on the server; reconnect" };
+    pub const BAD_UPDATE: Self = Self { code: 1007, reason: "update could not be applied" };
+    pub const DELETED: Self = Self { code: 4404, reason: "document deleted" };
 }
 
 /// A connection's seat at a document: frames (and, when the actor ends the connection, the
@@ -92,11 +76,7 @@ impl DocError {
 
 pub(super) enum DocMsg {
     /// A new connection; the actor queues sync step 1 and the awareness states in `outbox`.
-    Connect {
-        conn: ConnId,
-        outbox: Arc<Outbox>,
-        respond_to: oneshot::Sender<Result<(), DocError>>,
-    },
+    Connect { conn: ConnId, outbox: Arc<Outbox>, respond_to: oneshot::Sender<Result<(), DocError>> },
     /// A checked message from a connection.
     Client { conn: ConnId, msg: ClientMessage },
     /// The connection has closed; forget it and the awareness states it announced.
@@ -104,9 +84,7 @@ pub(super) enum DocMsg {
     /// The live text of the root `Y.Text` named `content`.
     Text { respond_to: oneshot::Sender<String> },
     /// Write everything pending; answers once it is in the store.
-    Flush {
-        respond_to: oneshot::Sender<Result<(), DocError>>,
-    },
+    Flush { respond_to: oneshot::Sender<Result<(), DocError>> },
     /// The document is being deleted: end every connection and stop without saving.
     Close { respond_to: oneshot::Sender<()> },
 }
@@ -146,12 +124,7 @@ impl DocHandle {
         let conn = ConnId::next();
         let outbox = Arc::new(Outbox::new(queue));
         let shared = Arc::clone(&outbox);
-        self.ask(|respond_to| DocMsg::Connect {
-            conn,
-            outbox: shared,
-            respond_to,
-        })
-        .await??;
+        self.ask(|respond_to| DocMsg::Connect { conn, outbox: shared, respond_to }).await??;
         Ok(Subscription { conn, outbox })
     }
 

@@ -46,18 +46,12 @@ pub enum Taken {
 
 impl Outbox {
     pub fn new(capacity: usize) -> Self {
-        Self {
-            state: Mutex::new(State::default()),
-            waker: AtomicWaker::new(),
-            capacity: capacity.max(2),
-        }
+        Self { state: Mutex::new(State::default()), waker: AtomicWaker::new(), capacity: capacity.max(2) }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // No code panics while holding the lock; if one did, the queue is still consistent.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Queues a frame (actor side). Wakes the connection if it was waiting.

@@ -37,15 +37,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// What a write carried, so a failure can put it back.
 enum Job {
-    Append {
-        batch: Vec<Bytes>,
-        bytes: usize,
-    },
-    Snapshot {
-        folded: Vec<Bytes>,
-        folded_bytes: usize,
-        had_dropped: bool,
-    },
+    Append { batch: Vec<Bytes>, bytes: usize },
+    Snapshot { folded: Vec<Bytes>, folded_bytes: usize, had_dropped: bool },
 }
 
 /// A finished write.
@@ -137,9 +130,7 @@ impl Persist {
     }
 
     fn snapshot_due(&self) -> bool {
-        self.dropped
-            || self.log_rows >= self.snapshot_updates
-            || self.log_bytes >= self.snapshot_bytes
+        self.dropped || self.log_rows >= self.snapshot_updates || self.log_bytes >= self.snapshot_bytes
     }
 
     /// When the next write should start; `None` while one is in flight or nothing is due.
@@ -180,15 +171,8 @@ impl Persist {
             let state = state();
             let had_dropped = mem::take(&mut self.dropped);
             async move {
-                let result = store
-                    .write_snapshot(id, upto_seq, &state)
-                    .await
-                    .map(|()| upto_seq);
-                let job = Job::Snapshot {
-                    folded: batch,
-                    folded_bytes: bytes,
-                    had_dropped,
-                };
+                let result = store.write_snapshot(id, upto_seq, &state).await.map(|()| upto_seq);
+                let job = Job::Snapshot { folded: batch, folded_bytes: bytes, had_dropped };
                 Outcome { job, result }
             }
             .boxed()
@@ -197,10 +181,7 @@ impl Persist {
         } else {
             async move {
                 let result = store.append_updates(id, &batch).await;
-                Outcome {
-                    job: Job::Append { batch, bytes },
-                    result,
-                }
+                Outcome { job: Job::Append { batch, bytes }, result }
             }
             .boxed()
         };
@@ -236,19 +217,13 @@ impl Persist {
             (job, Err(err)) => {
                 match job {
                     Job::Append { batch, bytes } => self.put_back(batch, bytes, now),
-                    Job::Snapshot {
-                        folded,
-                        folded_bytes,
-                        had_dropped,
-                    } => {
+                    Job::Snapshot { folded, folded_bytes, had_dropped } => {
                         self.dropped |= had_dropped;
                         self.put_back(folded, folded_bytes, now);
                     }
                 }
                 self.failures += 1;
-                let backoff = MIN_BACKOFF
-                    .saturating_mul(1 << self.failures.min(16))
-                    .min(MAX_BACKOFF);
+                let backoff = MIN_BACKOFF.saturating_mul(1 << self.failures.min(16)).min(MAX_BACKOFF);
                 self.retry_at = Some(now + backoff);
                 tracing::warn!(doc_id = %self.id, error = %err, failures = self.failures,
                     retry_in_ms = backoff.as_millis() as u64, "write failed; will retry");
@@ -303,10 +278,7 @@ mod tests {
 
     fn failed(job: Job) -> Outcome {
         let err = StoreError::Database(sqlx::Error::PoolTimedOut);
-        Outcome {
-            job,
-            result: Err(err),
-        }
+        Outcome { job, result: Err(err) }
     }
 
     #[tokio::test]
@@ -324,10 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_batch_is_due_at_once() {
-        let mut p = Persist {
-            snapshot_bytes: u64::MAX,
-            ..persist()
-        };
+        let mut p = Persist { snapshot_bytes: u64::MAX, ..persist() };
         let t0 = Instant::now();
         for _ in 0..MAX_BATCH_UPDATES {
             p.push(update(1), t0);
@@ -380,11 +349,7 @@ mod tests {
         let t0 = Instant::now();
         p.push(update(2000), t0);
         assert!(p.dropped);
-        let job = Job::Snapshot {
-            folded: Vec::new(),
-            folded_bytes: 0,
-            had_dropped: true,
-        };
+        let job = Job::Snapshot { folded: Vec::new(), folded_bytes: 0, had_dropped: true };
         p.dropped = false;
         assert!(p.finish(failed(job), t0).is_err());
         assert!(p.dropped && p.snapshot_due() && !p.is_clean());
@@ -395,19 +360,12 @@ mod tests {
         let mut p = persist();
         let t0 = Instant::now();
         let batch: Vec<Bytes> = (0..10).map(|_| update(1)).collect();
-        let outcome = Outcome {
-            job: Job::Append { batch, bytes: 10 },
-            result: Ok(42),
-        };
+        let outcome = Outcome { job: Job::Append { batch, bytes: 10 }, result: Ok(42) };
         assert!(p.finish(outcome, t0).is_ok());
         assert_eq!(p.last_seq, 42);
         assert!(p.snapshot_due());
         let outcome = Outcome {
-            job: Job::Snapshot {
-                folded: Vec::new(),
-                folded_bytes: 0,
-                had_dropped: false,
-            },
+            job: Job::Snapshot { folded: Vec::new(), folded_bytes: 0, had_dropped: false },
             result: Ok(42),
         };
         assert!(p.finish(outcome, t0).is_ok());
@@ -419,15 +377,9 @@ mod tests {
     async fn a_deleted_document_is_reported() {
         let mut p = persist();
         let outcome = Outcome {
-            job: Job::Append {
-                batch: vec![update(1)],
-                bytes: 1,
-            },
+            job: Job::Append { batch: vec![update(1)], bytes: 1 },
             result: Err(StoreError::NotFound),
         };
-        assert!(matches!(
-            p.finish(outcome, Instant::now()),
-            Err(StoreError::NotFound)
-        ));
+        assert!(matches!(p.finish(outcome, Instant::now()), Err(StoreError::NotFound)));
     }
 }

@@ -125,10 +125,7 @@ pub fn decode_frame(frame: &Bytes) -> Result<Vec<ClientMessage>, ProtocolError> 
                     }
                 }
                 let frame = frame.slice(start..cursor.next);
-                messages.push(ClientMessage::Awareness(IncomingAwareness {
-                    update,
-                    frame,
-                }));
+                messages.push(ClientMessage::Awareness(IncomingAwareness { update, frame }));
             }
             MSG_QUERY_AWARENESS => messages.push(ClientMessage::QueryAwareness),
             MSG_AUTH => return Ok(messages),
@@ -138,14 +135,8 @@ pub fn decode_frame(frame: &Bytes) -> Result<Vec<ClientMessage>, ProtocolError> 
     Ok(messages)
 }
 
-fn skip_unknown(
-    kind: u32,
-    messages: Vec<ClientMessage>,
-) -> Result<Vec<ClientMessage>, ProtocolError> {
-    tracing::debug!(
-        kind,
-        "ignoring a message of unknown type and the rest of its frame"
-    );
+fn skip_unknown(kind: u32, messages: Vec<ClientMessage>) -> Result<Vec<ClientMessage>, ProtocolError> {
+    tracing::debug!(kind, "ignoring a message of unknown type and the rest of its frame");
     Ok(messages)
 }
 
@@ -168,23 +159,17 @@ fn decode_update(bytes: &[u8]) -> Result<Option<Update>, ProtocolError> {
 
 /// `[sync, step 1, state vector]`: what the server has, so the client sends what it lacks.
 pub fn encode_step1(sv: &StateVector) -> Bytes {
-    Message::Sync(SyncMessage::SyncStep1(sv.clone()))
-        .encode_v1()
-        .into()
+    Message::Sync(SyncMessage::SyncStep1(sv.clone())).encode_v1().into()
 }
 
 /// `[sync, step 2, update]`: the answer to a client's step 1.
 pub fn encode_step2(update: Vec<u8>) -> Bytes {
-    Message::Sync(SyncMessage::SyncStep2(update))
-        .encode_v1()
-        .into()
+    Message::Sync(SyncMessage::SyncStep2(update)).encode_v1().into()
 }
 
 /// `[sync, update, update]`: how an applied update travels to every connection.
 pub fn encode_update(update: &[u8]) -> Bytes {
-    Message::Sync(SyncMessage::Update(update.to_vec()))
-        .encode_v1()
-        .into()
+    Message::Sync(SyncMessage::Update(update.to_vec())).encode_v1().into()
 }
 
 /// `[awareness, update]`.
@@ -213,9 +198,7 @@ mod tests {
         let update = edit(&Doc::new(), "hi");
         let frame = update_message(&update);
         let messages = decode_frame(&frame).unwrap();
-        let [ClientMessage::Update(incoming)] = messages.as_slice() else {
-            panic!("{messages:?}")
-        };
+        let [ClientMessage::Update(incoming)] = messages.as_slice() else { panic!("{messages:?}") };
         assert_eq!(incoming.frame, frame);
         assert_eq!(incoming.raw.as_ref(), update.as_slice());
         assert!(!incoming.update.is_empty());
@@ -226,9 +209,7 @@ mod tests {
         let update = edit(&Doc::new(), "hi");
         let frame = encode_step2(update.clone());
         let messages = decode_frame(&frame).unwrap();
-        let [ClientMessage::Update(incoming)] = messages.as_slice() else {
-            panic!("{messages:?}")
-        };
+        let [ClientMessage::Update(incoming)] = messages.as_slice() else { panic!("{messages:?}") };
         assert_eq!(incoming.frame, encode_update(&update));
     }
 
@@ -241,19 +222,13 @@ mod tests {
         let messages = decode_frame(&Bytes::from(frame)).unwrap();
         assert!(matches!(
             messages.as_slice(),
-            [
-                ClientMessage::SyncStep1(_),
-                ClientMessage::Update(_),
-                ClientMessage::QueryAwareness
-            ]
+            [ClientMessage::SyncStep1(_), ClientMessage::Update(_), ClientMessage::QueryAwareness]
         ));
     }
 
     #[test]
     fn empty_updates_are_dropped() {
-        let empty = Doc::new()
-            .transact()
-            .encode_state_as_update_v1(&StateVector::default());
+        let empty = Doc::new().transact().encode_state_as_update_v1(&StateVector::default());
         assert!(decode_frame(&encode_step2(empty)).unwrap().is_empty());
     }
 
@@ -274,37 +249,20 @@ mod tests {
             ("truncated varint", vec![0x80]),
             ("sync without payload", vec![MSG_SYNC, MSG_SYNC_UPDATE]),
             ("unknown sync type", vec![MSG_SYNC, 7, 0]),
-            (
-                "length past the end",
-                vec![MSG_SYNC, MSG_SYNC_UPDATE, 50, 1, 2],
-            ),
-            (
-                "update that does not decode",
-                vec![MSG_SYNC, MSG_SYNC_UPDATE, 3, 0xff, 0xff, 0xff],
-            ),
-            (
-                "truncated update",
-                update_message(&update[..update.len() - 2]).to_vec(),
-            ),
+            ("length past the end", vec![MSG_SYNC, MSG_SYNC_UPDATE, 50, 1, 2]),
+            ("update that does not decode", vec![MSG_SYNC, MSG_SYNC_UPDATE, 3, 0xff, 0xff, 0xff]),
+            ("truncated update", update_message(&update[..update.len() - 2]).to_vec()),
             ("awareness with bad json", {
-                let mut update = AwarenessUpdate {
-                    clients: Default::default(),
-                };
+                let mut update = AwarenessUpdate { clients: Default::default() };
                 update.clients.insert(
                     yrs::block::ClientID::new(1),
-                    yrs::sync::awareness::AwarenessUpdateEntry {
-                        clock: 1,
-                        json: "{not json".into(),
-                    },
+                    yrs::sync::awareness::AwarenessUpdateEntry { clock: 1, json: "{not json".into() },
                 );
                 encode_awareness(update).to_vec()
             }),
         ];
         for (name, frame) in cases {
-            assert!(
-                decode_frame(&Bytes::from(frame)).is_err(),
-                "{name} was accepted"
-            );
+            assert!(decode_frame(&Bytes::from(frame)).is_err(), "{name} was accepted");
         }
     }
 

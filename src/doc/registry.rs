@@ -91,13 +91,7 @@ impl Registry {
         let mine = handle.clone();
         let span = tracing::info_span!("doc", doc_id = %id);
         let cancel = inner.cancel.child_token();
-        let run = DocActor::run(
-            id,
-            inner.store.clone(),
-            Arc::clone(&inner.settings),
-            inbox,
-            cancel,
-        );
+        let run = DocActor::run(id, inner.store.clone(), Arc::clone(&inner.settings), inbox, cancel);
         self.inner.tracker.spawn(
             async move {
                 run.await;
@@ -113,11 +107,7 @@ impl Registry {
     }
 
     /// Joins a document as a new connection. Retries when it raced with an unloading actor.
-    pub async fn connect(
-        &self,
-        id: DocId,
-        queue: usize,
-    ) -> Result<(DocHandle, Subscription), DocError> {
+    pub async fn connect(&self, id: DocId, queue: usize) -> Result<(DocHandle, Subscription), DocError> {
         let mut last = DocError::Gone;
         for _ in 0..RACE_RETRIES {
             let handle = self.open(id)?;
@@ -143,13 +133,7 @@ impl Registry {
 
     /// Writes everything pending for a document, if it is open.
     pub async fn flush(&self, id: DocId) -> Result<(), DocError> {
-        let handle = self
-            .inner
-            .docs
-            .lock()
-            .expect("registry lock poisoned")
-            .get(&id)
-            .cloned();
+        let handle = self.inner.docs.lock().expect("registry lock poisoned").get(&id).cloned();
         match handle {
             Some(handle) => match handle.flush().await {
                 Err(DocError::Gone) => Ok(()),
@@ -161,12 +145,7 @@ impl Registry {
 
     /// For a deleted document: ends its connections and stops its actor without saving.
     pub async fn close(&self, id: DocId) {
-        let handle = self
-            .inner
-            .docs
-            .lock()
-            .expect("registry lock poisoned")
-            .remove(&id);
+        let handle = self.inner.docs.lock().expect("registry lock poisoned").remove(&id);
         if let Some(handle) = handle {
             handle.close().await;
         }
@@ -174,11 +153,7 @@ impl Registry {
 
     /// How many documents are open.
     pub fn open_count(&self) -> usize {
-        self.inner
-            .docs
-            .lock()
-            .expect("registry lock poisoned")
-            .len()
+        self.inner.docs.lock().expect("registry lock poisoned").len()
     }
 
     /// Stops every actor: each closes its connections (1001), writes what is pending and
@@ -186,8 +161,6 @@ impl Registry {
     pub async fn shutdown(&self, timeout: Duration) -> bool {
         self.inner.cancel.cancel();
         self.inner.tracker.close();
-        tokio::time::timeout(timeout, self.inner.tracker.wait())
-            .await
-            .is_ok()
+        tokio::time::timeout(timeout, self.inner.tracker.wait()).await.is_ok()
     }
 }

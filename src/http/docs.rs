@@ -19,10 +19,7 @@ const MAX_LIMIT: u32 = 500;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/docs", get(list_docs).post(create_doc))
-        .route(
-            "/api/docs/{id}",
-            get(get_doc).patch(rename_doc).delete(delete_doc),
-        )
+        .route("/api/docs/{id}", get(get_doc).patch(rename_doc).delete(delete_doc))
         .route("/api/docs/{id}/text", get(get_doc_text))
 }
 
@@ -58,9 +55,7 @@ async fn list_docs(
 ) -> Result<axum::Json<DocList>, ApiError> {
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
-        )));
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
     }
     let after = match params.cursor.as_deref() {
         None | Some("") => None,
@@ -88,11 +83,8 @@ async fn create_doc(
     State(app): State<AppState>,
     ApiBytes(body): ApiBytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body: CreateDoc = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateDoc { title: None }
-    } else {
-        parse_json(&body)?
-    };
+    let body: CreateDoc =
+        if body.iter().all(u8::is_ascii_whitespace) { CreateDoc { title: None } } else { parse_json(&body)? };
     let title = match body.title {
         Some(raw) => Title::parse(&raw)?,
         None => Title::default(),
@@ -103,15 +95,8 @@ async fn create_doc(
 }
 
 /// `GET /api/docs/{id}`.
-async fn get_doc(
-    State(app): State<AppState>,
-    DocIdPath(id): DocIdPath,
-) -> Result<axum::Json<Doc>, ApiError> {
-    let doc = app
-        .store
-        .get_doc(id)
-        .await?
-        .ok_or(ApiError::DOC_NOT_FOUND)?;
+async fn get_doc(State(app): State<AppState>, DocIdPath(id): DocIdPath) -> Result<axum::Json<Doc>, ApiError> {
+    let doc = app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
     Ok(axum::Json(doc))
 }
 
@@ -128,23 +113,13 @@ async fn rename_doc(
     ApiJson(body): ApiJson<RenameDoc>,
 ) -> Result<axum::Json<Doc>, ApiError> {
     let title = Title::parse(&body.title)?;
-    let doc = app
-        .store
-        .rename_doc(id, &title)
-        .await?
-        .ok_or(ApiError::DOC_NOT_FOUND)?;
+    let doc = app.store.rename_doc(id, &title).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
     Ok(axum::Json(doc))
 }
 
 /// `DELETE /api/docs/{id}` -> 204. Open connections to it are closed (4404).
-async fn delete_doc(
-    State(app): State<AppState>,
-    DocIdPath(id): DocIdPath,
-) -> Result<StatusCode, ApiError> {
-    app.store
-        .get_doc(id)
-        .await?
-        .ok_or(ApiError::DOC_NOT_FOUND)?;
+async fn delete_doc(State(app): State<AppState>, DocIdPath(id): DocIdPath) -> Result<StatusCode, ApiError> {
+    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
     // Stop the actor first, so that no write of it lands after the delete.
     app.registry.close(id).await;
     if !app.store.delete_doc(id).await? {
@@ -161,10 +136,7 @@ async fn get_doc_text(
     State(app): State<AppState>,
     DocIdPath(id): DocIdPath,
 ) -> Result<impl IntoResponse, ApiError> {
-    app.store
-        .get_doc(id)
-        .await?
-        .ok_or(ApiError::DOC_NOT_FOUND)?;
+    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
     let text = app.registry.text(id).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }

@@ -98,37 +98,25 @@ impl From<InvalidTitle> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        Self::Rejected {
-            status: rejection.status(),
-            message: rejection.body_text(),
-        }
+        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::Rejected {
-            status: rejection.status(),
-            message: rejection.body_text(),
-        }
+        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
-        Self::Rejected {
-            status: rejection.status(),
-            message: rejection.body_text(),
-        }
+        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
     }
 }
 
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
-        Self::Rejected {
-            status: rejection.status(),
-            message: rejection.body_text(),
-        }
+        Self::Rejected { status: rejection.status(), message: rejection.body_text() }
     }
 }
 

@@ -38,36 +38,24 @@ pub async fn serve_asset(uri: Uri, headers: HeaderMap) -> Response {
 fn asset(path: &str, headers: &HeaderMap) -> Option<Response> {
     let file = Assets::get(path)?;
     let hash = file.metadata.sha256_hash();
-    let etag = format!(
-        "\"{}\"",
-        hash[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let etag = format!("\"{}\"", hash[..16].iter().map(|b| format!("{b:02x}")).collect::<String>());
     let etag = HeaderValue::from_str(&etag).expect("hex is a valid header value");
     let cache = HeaderValue::from_static("no-cache");
     if headers.get(header::IF_NONE_MATCH) == Some(&etag) {
         return Some(
-            (
-                StatusCode::NOT_MODIFIED,
-                [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
-            )
+            (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)])
                 .into_response(),
         );
     }
     let mime = file.metadata.mimetype();
-    let content_type =
-        if mime.starts_with("text/") || mime.ends_with("javascript") || mime.ends_with("json") {
-            format!("{mime}; charset=utf-8")
-        } else {
-            mime.to_owned()
-        };
+    let content_type = if mime.starts_with("text/") || mime.ends_with("javascript") || mime.ends_with("json")
+    {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_owned()
+    };
     let content_type = HeaderValue::from_str(&content_type).ok()?;
-    let headers = [
-        (header::CONTENT_TYPE, content_type),
-        (header::ETAG, etag),
-        (header::CACHE_CONTROL, cache),
-    ];
+    let headers =
+        [(header::CONTENT_TYPE, content_type), (header::ETAG, etag), (header::CACHE_CONTROL, cache)];
     Some((headers, file.data).into_response())
 }

@@ -86,12 +86,7 @@ struct Header {
 
 impl FrameReader {
     pub fn new(max_message: usize) -> Self {
-        Self {
-            max_message,
-            partial: Vec::new(),
-            message: Vec::new(),
-            in_message: false,
-        }
+        Self { max_message, partial: Vec::new(), message: Vec::new(), in_message: false }
     }
 
     /// Bytes held for frames or messages not complete yet.
@@ -132,9 +127,7 @@ impl FrameReader {
             Ok(Some(header)) => header.header_len.saturating_add(header.payload_len),
             _ => MAX_HEADER,
         };
-        let room = room
-            .min(rest.len().saturating_mul(2).max(MIN_RESERVE))
-            .max(rest.len());
+        let room = room.min(rest.len().saturating_mul(2).max(MIN_RESERVE)).max(rest.len());
         self.partial.reserve_exact(room);
         self.partial.extend_from_slice(rest);
     }
@@ -145,10 +138,7 @@ impl FrameReader {
         while let Some(header) = parse_header(&buf[used..])? {
             self.check(&header)?;
             let start = used + header.header_len;
-            let Some(end) = start
-                .checked_add(header.payload_len)
-                .filter(|end| *end <= buf.len())
-            else {
+            let Some(end) = start.checked_add(header.payload_len).filter(|end| *end <= buf.len()) else {
                 break;
             };
             self.frame(&header, &buf[start..end], events)?;
@@ -184,16 +174,9 @@ impl FrameReader {
         Ok(())
     }
 
-    fn frame(
-        &mut self,
-        header: &Header,
-        masked: &[u8],
-        events: &mut Vec<Event>,
-    ) -> Result<(), FrameError> {
+    fn frame(&mut self, header: &Header, masked: &[u8], events: &mut Vec<Event>) -> Result<(), FrameError> {
         match header.opcode {
-            opcode::BINARY if header.fin => {
-                events.push(Event::Binary(unmask(masked, header.mask).into()))
-            }
+            opcode::BINARY if header.fin => events.push(Event::Binary(unmask(masked, header.mask).into())),
             opcode::BINARY => {
                 self.in_message = true;
                 self.message = unmask(masked, header.mask);
@@ -231,9 +214,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<Header>, FrameError> {
         return Ok(None);
     };
     if first & 0x70 != 0 {
-        return Err(FrameError::Protocol(
-            "reserved bits set (no extension was agreed)",
-        ));
+        return Err(FrameError::Protocol("reserved bits set (no extension was agreed)"));
     }
     if second & 0x80 == 0 {
         return Err(FrameError::Protocol("client frames must be masked"));
@@ -271,9 +252,7 @@ fn unmask(masked: &[u8], mask: [u8; 4]) -> Vec<u8> {
 
 /// XORs the payload with the mask (section 5.3), eight bytes at a time.
 fn unmask_in_place(data: &mut [u8], mask: [u8; 4]) {
-    let wide = u64::from_ne_bytes([
-        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
-    ]);
+    let wide = u64::from_ne_bytes([mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3]]);
     let mut chunks = data.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let word = u64::from_ne_bytes((&*chunk).try_into().expect("eight bytes")) ^ wide;
@@ -353,10 +332,7 @@ mod tests {
 
     #[test]
     fn the_accept_key_matches_the_rfc_example() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
@@ -364,8 +340,7 @@ mod tests {
         for len in [0, 1, 125, 126, 127, 65535, 65536, 200_000] {
             let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let mut reader = FrameReader::new(1 << 20);
-            let events =
-                read_all(&mut reader, &client_frame(true, opcode::BINARY, &payload)).unwrap();
+            let events = read_all(&mut reader, &client_frame(true, opcode::BINARY, &payload)).unwrap();
             assert_eq!(events, [Event::Binary(payload.into())], "length {len}");
             assert_eq!(reader.buffered(), 0);
         }
@@ -393,10 +368,7 @@ mod tests {
         }
         // One byte at a time.
         let mut reader = FrameReader::new(1024);
-        let events: Vec<Event> = stream
-            .iter()
-            .flat_map(|b| read_all(&mut reader, &[*b]).unwrap())
-            .collect();
+        let events: Vec<Event> = stream.iter().flat_map(|b| read_all(&mut reader, &[*b]).unwrap()).collect();
         assert_eq!(events.len(), 3);
     }
 
@@ -408,35 +380,17 @@ mod tests {
         stream.extend(client_frame(true, opcode::CONTINUATION, b"ted"));
         let mut reader = FrameReader::new(1024);
         let events = read_all(&mut reader, &stream).unwrap();
-        assert_eq!(
-            events,
-            [
-                Event::Ping(Bytes::new()),
-                Event::Binary(Bytes::from_static(b"fragmented"))
-            ]
-        );
+        assert_eq!(events, [Event::Ping(Bytes::new()), Event::Binary(Bytes::from_static(b"fragmented"))]);
     }
 
     #[test]
     fn close_text_and_pong_are_reported() {
         let mut stream = client_frame(true, opcode::TEXT, b"hi");
         stream.extend(client_frame(true, opcode::PONG, b"x"));
-        stream.extend(client_frame(
-            true,
-            opcode::CLOSE,
-            &[0x03, 0xE8, b'b', b'y', b'e'],
-        ));
+        stream.extend(client_frame(true, opcode::CLOSE, &[0x03, 0xE8, b'b', b'y', b'e']));
         stream.extend(client_frame(true, opcode::CLOSE, b""));
         let events = read_all(&mut FrameReader::new(1024), &stream).unwrap();
-        assert_eq!(
-            events,
-            [
-                Event::Text,
-                Event::Pong,
-                Event::Close(Some(1000)),
-                Event::Close(None)
-            ]
-        );
+        assert_eq!(events, [Event::Text, Event::Pong, Event::Close(Some(1000)), Event::Close(None)]);
     }
 
     #[test]
@@ -446,21 +400,9 @@ mod tests {
         let mut reserved = client_frame(true, opcode::BINARY, b"x");
         reserved[0] |= 0x40;
         let cases: Vec<(&str, Vec<u8>, FrameError)> = vec![
-            (
-                "unmasked",
-                unmasked,
-                FrameError::Protocol("client frames must be masked"),
-            ),
-            (
-                "reserved bits",
-                reserved,
-                FrameError::Protocol("reserved bits set (no extension was agreed)"),
-            ),
-            (
-                "unknown opcode",
-                client_frame(true, 0x3, b""),
-                FrameError::Protocol("unknown opcode"),
-            ),
+            ("unmasked", unmasked, FrameError::Protocol("client frames must be masked")),
+            ("reserved bits", reserved, FrameError::Protocol("reserved bits set (no extension was agreed)")),
+            ("unknown opcode", client_frame(true, 0x3, b""), FrameError::Protocol("unknown opcode")),
             (
                 "long ping",
                 client_frame(true, opcode::PING, &[0; 126]),
@@ -476,11 +418,7 @@ mod tests {
                 client_frame(true, opcode::CONTINUATION, b"x"),
                 FrameError::Protocol("continuation without a message"),
             ),
-            (
-                "too big",
-                client_frame(true, opcode::BINARY, &[0; 2000]),
-                FrameError::TooBig,
-            ),
+            ("too big", client_frame(true, opcode::BINARY, &[0; 2000]), FrameError::TooBig),
             (
                 "one-byte close",
                 client_frame(true, opcode::CLOSE, &[1]),
@@ -488,25 +426,15 @@ mod tests {
             ),
         ];
         for (name, bytes, expected) in cases {
-            assert_eq!(
-                read_all(&mut FrameReader::new(1024), &bytes),
-                Err(expected),
-                "{name}"
-            );
+            assert_eq!(read_all(&mut FrameReader::new(1024), &bytes), Err(expected), "{name}");
         }
         // A too-big frame is refused from its header alone, before its payload arrives.
         let huge = client_frame(true, opcode::BINARY, &[0; 70_000]);
-        assert_eq!(
-            read_all(&mut FrameReader::new(1024), &huge[..14]),
-            Err(FrameError::TooBig)
-        );
+        assert_eq!(read_all(&mut FrameReader::new(1024), &huge[..14]), Err(FrameError::TooBig));
         // So is a fragmented message that grows past the limit.
         let mut parts = client_frame(false, opcode::BINARY, &[0; 600]);
         parts.extend(client_frame(true, opcode::CONTINUATION, &[0; 600]));
-        assert_eq!(
-            read_all(&mut FrameReader::new(1024), &parts),
-            Err(FrameError::TooBig)
-        );
+        assert_eq!(read_all(&mut FrameReader::new(1024), &parts), Err(FrameError::TooBig));
         let mut nested = client_frame(false, opcode::BINARY, b"a");
         nested.extend(client_frame(true, opcode::BINARY, b"b"));
         assert!(read_all(&mut FrameReader::new(1024), &nested).is_err());

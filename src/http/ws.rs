@@ -55,30 +55,12 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Frames written with one system call at most (two slices each).
 const FRAMES_PER_WRITE: usize = 64;
 
-const CLOSE_TEXT: Close = Close {
-    code: 1003,
-    reason: "text frames are not part of the protocol",
-};
-const CLOSE_MALFORMED: Close = Close {
-    code: 1007,
-    reason: "malformed message",
-};
-const CLOSE_FLOOD: Close = Close {
-    code: 1008,
-    reason: "too many messages; slow down",
-};
-const CLOSE_SILENT: Close = Close {
-    code: 1001,
-    reason: "no sign of life from the client",
-};
-const CLOSE_PROTOCOL: Close = Close {
-    code: 1002,
-    reason: "WebSocket protocol error",
-};
-const CLOSE_TOO_BIG: Close = Close {
-    code: 1009,
-    reason: "message too big",
-};
+const CLOSE_TEXT: Close = Close { code: 1003, reason: "text frames are not part of the protocol" };
+const CLOSE_MALFORMED: Close = Close { code: 1007, reason: "malformed message" };
+const CLOSE_FLOOD: Close = Close { code: 1008, reason: "too many messages; slow down" };
+const CLOSE_SILENT: Close = Close { code: 1001, reason: "no sign of life from the client" };
+const CLOSE_PROTOCOL: Close = Close { code: 1002, reason: "WebSocket protocol error" };
+const CLOSE_TOO_BIG: Close = Close { code: 1009, reason: "message too big" };
 
 thread_local! {
     /// Where a connection reads into when its socket is readable; the bytes that stay (the
@@ -92,10 +74,7 @@ pub async fn doc_socket(
     DocIdPath(id): DocIdPath,
     request: Request,
 ) -> Result<Response, ApiError> {
-    app.store
-        .get_doc(id)
-        .await?
-        .ok_or(ApiError::DOC_NOT_FOUND)?;
+    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
     let (mut parts, _) = request.into_parts();
     let accept = check_handshake(&parts.method, parts.version, &parts.headers)?;
     let on_upgrade = parts
@@ -120,11 +99,7 @@ pub async fn doc_socket(
 }
 
 /// Checks an opening handshake (RFC 6455 section 4.2.1); the `Sec-WebSocket-Accept` value.
-fn check_handshake(
-    method: &Method,
-    version: Version,
-    headers: &HeaderMap,
-) -> Result<String, ApiError> {
+fn check_handshake(method: &Method, version: Version, headers: &HeaderMap) -> Result<String, ApiError> {
     let bad = |why: &str| ApiError::BadRequest(format!("not a WebSocket handshake: {why}"));
     if method != Method::GET || version != Version::HTTP_11 {
         return Err(bad("expected GET over HTTP/1.1"));
@@ -134,10 +109,7 @@ fn check_handshake(
             .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|part| part.trim().eq_ignore_ascii_case(token))
-            })
+            .any(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
     };
     if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
         return Err(bad("expected Connection: upgrade and Upgrade: websocket"));
@@ -148,9 +120,7 @@ fn check_handshake(
             message: "unsupported WebSocket version: use Sec-WebSocket-Version: 13".into(),
         });
     }
-    let key = headers
-        .get(header::SEC_WEBSOCKET_KEY)
-        .ok_or_else(|| bad("no Sec-WebSocket-Key"))?;
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or_else(|| bad("no Sec-WebSocket-Key"))?;
     Ok(websocket::accept_key(key.as_bytes()))
 }
 
@@ -159,11 +129,7 @@ type Io = TokioIo<Upgraded>;
 
 /// One connection, for its whole life, in one task.
 async fn serve(app: AppState, id: DocId, io: Io) {
-    let mut conn = Connection::new(
-        io,
-        app.config.max_message_bytes,
-        app.config.max_messages_per_sec,
-    );
+    let mut conn = Connection::new(io, app.config.max_message_bytes, app.config.max_messages_per_sec);
     let joined = app.registry.connect(id, app.config.client_queue).await;
     let (handle, sub) = match joined {
         Ok(joined) => joined,
@@ -272,10 +238,9 @@ impl Connection {
                     }
                 }
                 Event::Text => Err(End::Close(CLOSE_TEXT)),
-                Event::Ping(payload) => self
-                    .write_control(websocket::PONG, &payload)
-                    .await
-                    .map_err(|_| End::Broken),
+                Event::Ping(payload) => {
+                    self.write_control(websocket::PONG, &payload).await.map_err(|_| End::Broken)
+                }
                 Event::Pong => Ok(()),
                 Event::Close(code) => Err(End::Closing(code)),
             };
@@ -292,8 +257,7 @@ impl Connection {
     /// Writes every frame of the batch. A peer that stops reading stalls the write; the actor
     /// then finds this connection's outbox full and closes it, which ends the wait.
     async fn write_batch(&mut self, outbox: &Outbox) -> Result<(), End> {
-        let write =
-            poll_fn(|cx| poll_write_frames(cx, &mut self.io, &mut self.batch, &mut self.progress));
+        let write = poll_fn(|cx| poll_write_frames(cx, &mut self.io, &mut self.batch, &mut self.progress));
         tokio::select! {
             biased;
             reason = outbox.closed() => Err(End::Close(reason)),
@@ -308,9 +272,7 @@ impl Connection {
         frame.extend_from_slice(&header[..len]);
         frame.extend_from_slice(payload);
         let write = self.io.write_all(&frame);
-        timeout(CONTROL_TIMEOUT, write)
-            .await
-            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+        timeout(CONTROL_TIMEOUT, write).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
     }
 
     /// Sends a close frame (if the socket takes it in time), then closes the socket. A frame
@@ -319,8 +281,7 @@ impl Connection {
         self.batch.truncate(usize::from(self.progress > 0));
         let payload = websocket::close_payload(reason.code, reason.reason);
         let send = async {
-            poll_fn(|cx| poll_write_frames(cx, &mut self.io, &mut self.batch, &mut self.progress))
-                .await?;
+            poll_fn(|cx| poll_write_frames(cx, &mut self.io, &mut self.batch, &mut self.progress)).await?;
             self.write_control(websocket::CLOSE, &payload).await
         };
         if matches!(timeout(CLOSE_TIMEOUT, send).await, Ok(Ok(()))) {
@@ -364,8 +325,7 @@ impl Connection {
 /// only the start of a frame still arriving. Waits (holding no buffer) until there is data.
 async fn read(io: &mut Io, reader: &mut FrameReader, events: &mut Vec<Event>) -> Result<(), End> {
     let mut parsed = Ok(());
-    let read =
-        poll_fn(|cx| poll_read_shared(cx, io, |data| parsed = reader.feed(data, events))).await;
+    let read = poll_fn(|cx| poll_read_shared(cx, io, |data| parsed = reader.feed(data, events))).await;
     match read {
         Ok(0) | Err(_) => Err(End::Broken),
         Ok(_) => parsed.map_err(|err| End::Close(frame_error(&err))),
@@ -374,11 +334,7 @@ async fn read(io: &mut Io, reader: &mut FrameReader, events: &mut Vec<Event>) ->
 
 /// Polls one read into the thread's buffer and hands the bytes to `take` before the buffer
 /// goes back. Ready with the count read (0 at the end of the stream).
-fn poll_read_shared(
-    cx: &mut Context<'_>,
-    io: &mut Io,
-    take: impl FnOnce(&[u8]),
-) -> Poll<io::Result<usize>> {
+fn poll_read_shared(cx: &mut Context<'_>, io: &mut Io, take: impl FnOnce(&[u8])) -> Poll<io::Result<usize>> {
     READ_BUFFER.with_borrow_mut(|buffer| {
         let mut buf = ReadBuf::new(buffer);
         match Pin::new(io).poll_read(cx, &mut buf) {
@@ -452,10 +408,7 @@ async fn forward(handle: &DocHandle, conn: ConnId, frame: Bytes) -> Result<(), C
         CLOSE_MALFORMED
     })?;
     for msg in messages {
-        handle
-            .client_message(conn, msg)
-            .await
-            .map_err(|err| err.close())?;
+        handle.client_message(conn, msg).await.map_err(|err| err.close())?;
     }
     Ok(())
 }
@@ -482,12 +435,7 @@ impl RateLimiter {
     fn new(per_second: u32) -> Self {
         let rate = f64::from(per_second);
         let burst = rate * Self::BURST_SECONDS;
-        Self {
-            rate,
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
+        Self { rate, burst, tokens: burst, last: Instant::now() }
     }
 
     fn allow(&mut self, now: Instant) -> bool {

@@ -107,11 +107,7 @@ impl Store {
     }
 
     /// Up to `limit` documents, newest `updated_at` first, strictly after `after`.
-    pub async fn list_docs(
-        &self,
-        limit: u32,
-        after: Option<PageCursor>,
-    ) -> Result<Vec<Doc>, StoreError> {
+    pub async fn list_docs(&self, limit: u32, after: Option<PageCursor>) -> Result<Vec<Doc>, StoreError> {
         match self {
             Self::Sqlite(pool) => sqlite::list_docs(pool, limit, after).await,
             Self::Postgres(pool) => postgres::list_docs(pool, limit, after).await,
@@ -154,12 +150,7 @@ impl Store {
     /// Stores `state` as the snapshot covering every log row up to `upto_seq`, deletes those
     /// rows and older snapshots, and marks the document updated, in one transaction.
     /// `NotFound` if the document is gone.
-    pub async fn write_snapshot(
-        &self,
-        id: DocId,
-        upto_seq: i64,
-        state: &[u8],
-    ) -> Result<(), StoreError> {
+    pub async fn write_snapshot(&self, id: DocId, upto_seq: i64, state: &[u8]) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(pool) => sqlite::write_snapshot(pool, id, upto_seq, state).await,
             Self::Postgres(pool) => postgres::write_snapshot(pool, id, upto_seq, state).await,

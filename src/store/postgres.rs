@@ -26,9 +26,7 @@ pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
         .after_connect(move |conn, _meta| {
             let statement_timeout = statement_timeout.clone();
             Box::pin(async move {
-                sqlx::query(&format!("set statement_timeout = {statement_timeout}"))
-                    .execute(conn)
-                    .await?;
+                sqlx::query(&format!("set statement_timeout = {statement_timeout}")).execute(conn).await?;
                 Ok(())
             })
         })
@@ -58,30 +56,21 @@ fn doc_from_row(row: &sqlx::postgres::PgRow) -> Result<Doc, StoreError> {
 
 pub(super) async fn create_doc(pool: &PgPool, title: &Title) -> Result<Doc, StoreError> {
     let now = model::now();
-    let doc = Doc {
-        id: DocId::new(),
-        title: title.clone(),
-        created_at: now,
-        updated_at: now,
-    };
-    sqlx::query(
-        "insert into documents (id, title, created_at, updated_at) values ($1, $2, $3, $3)",
-    )
-    .bind(doc.id.as_uuid())
-    .bind(doc.title.as_str())
-    .bind(now)
-    .execute(pool)
-    .await?;
+    let doc = Doc { id: DocId::new(), title: title.clone(), created_at: now, updated_at: now };
+    sqlx::query("insert into documents (id, title, created_at, updated_at) values ($1, $2, $3, $3)")
+        .bind(doc.id.as_uuid())
+        .bind(doc.title.as_str())
+        .bind(now)
+        .execute(pool)
+        .await?;
     Ok(doc)
 }
 
 pub(super) async fn get_doc(pool: &PgPool, id: DocId) -> Result<Option<Doc>, StoreError> {
-    let row = sqlx::query(&format!(
-        "select {DOC_COLUMNS} from documents where id = $1"
-    ))
-    .bind(id.as_uuid())
-    .fetch_optional(pool)
-    .await?;
+    let row = sqlx::query(&format!("select {DOC_COLUMNS} from documents where id = $1"))
+        .bind(id.as_uuid())
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(doc_from_row).transpose()
 }
 
@@ -115,11 +104,7 @@ pub(super) async fn list_docs(
     rows.iter().map(doc_from_row).collect()
 }
 
-pub(super) async fn rename_doc(
-    pool: &PgPool,
-    id: DocId,
-    title: &Title,
-) -> Result<Option<Doc>, StoreError> {
+pub(super) async fn rename_doc(pool: &PgPool, id: DocId, title: &Title) -> Result<Option<Doc>, StoreError> {
     let row = sqlx::query(&format!(
         "update documents set title = $1, updated_at = $2 where id = $3 returning {DOC_COLUMNS}"
     ))
@@ -132,20 +117,15 @@ pub(super) async fn rename_doc(
 }
 
 pub(super) async fn delete_doc(pool: &PgPool, id: DocId) -> Result<bool, StoreError> {
-    let done = sqlx::query("delete from documents where id = $1")
-        .bind(id.as_uuid())
-        .execute(pool)
-        .await?;
+    let done = sqlx::query("delete from documents where id = $1").bind(id.as_uuid()).execute(pool).await?;
     Ok(done.rows_affected() > 0)
 }
 
 pub(super) async fn load_state(pool: &PgPool, id: DocId) -> Result<StoredState, StoreError> {
     let id = id.as_uuid();
     let mut tx = pool.begin().await?;
-    let exists = sqlx::query("select 1 from documents where id = $1")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let exists =
+        sqlx::query("select 1 from documents where id = $1").bind(id).fetch_optional(&mut *tx).await?;
     if exists.is_none() {
         return Err(StoreError::NotFound);
     }
@@ -160,13 +140,11 @@ pub(super) async fn load_state(pool: &PgPool, id: DocId) -> Result<StoredState, 
         state.last_seq = row.try_get("upto_seq")?;
         state.snapshot = Some(row.try_get("state")?);
     }
-    let rows = sqlx::query(
-        "select seq, data from doc_updates where doc_id = $1 and seq > $2 order by seq",
-    )
-    .bind(id)
-    .bind(state.last_seq)
-    .fetch_all(&mut *tx)
-    .await?;
+    let rows = sqlx::query("select seq, data from doc_updates where doc_id = $1 and seq > $2 order by seq")
+        .bind(id)
+        .bind(state.last_seq)
+        .fetch_all(&mut *tx)
+        .await?;
     for row in rows {
         state.last_seq = row.try_get("seq")?;
         state.updates.push(row.try_get("data")?);
@@ -189,11 +167,7 @@ async fn touch(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, id: Uuid) -> Resu
     Ok(())
 }
 
-pub(super) async fn append_updates(
-    pool: &PgPool,
-    id: DocId,
-    updates: &[Bytes],
-) -> Result<i64, StoreError> {
+pub(super) async fn append_updates(pool: &PgPool, id: DocId, updates: &[Bytes]) -> Result<i64, StoreError> {
     let id = id.as_uuid();
     let mut tx = pool.begin().await?;
     touch(&mut tx, id).await?;

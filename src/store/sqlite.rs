@@ -62,19 +62,13 @@ fn doc_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Doc, StoreError> {
 }
 
 fn from_micros(micros: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| {
-        sqlx::Error::Decode(format!("timestamp out of range: {micros}").into()).into()
-    })
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| sqlx::Error::Decode(format!("timestamp out of range: {micros}").into()).into())
 }
 
 pub(super) async fn create_doc(pool: &SqlitePool, title: &Title) -> Result<Doc, StoreError> {
     let now = model::now();
-    let doc = Doc {
-        id: DocId::new(),
-        title: title.clone(),
-        created_at: now,
-        updated_at: now,
-    };
+    let doc = Doc { id: DocId::new(), title: title.clone(), created_at: now, updated_at: now };
     sqlx::query(r"insert into documents (id, title, created_at, updated_at) values (?, ?, ?, ?)")
         .bind(doc.id.to_string())
         .bind(doc.title.as_str())
@@ -140,20 +134,15 @@ pub(super) async fn rename_doc(
 }
 
 pub(super) async fn delete_doc(pool: &SqlitePool, id: DocId) -> Result<bool, StoreError> {
-    let done = sqlx::query("delete from documents where id = ?")
-        .bind(id.to_string())
-        .execute(pool)
-        .await?;
+    let done = sqlx::query("delete from documents where id = ?").bind(id.to_string()).execute(pool).await?;
     Ok(done.rows_affected() > 0)
 }
 
 pub(super) async fn load_state(pool: &SqlitePool, id: DocId) -> Result<StoredState, StoreError> {
     let id = id.to_string();
     let mut tx = pool.begin().await?;
-    let exists = sqlx::query("select 1 from documents where id = ?")
-        .bind(&id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let exists =
+        sqlx::query("select 1 from documents where id = ?").bind(&id).fetch_optional(&mut *tx).await?;
     if exists.is_none() {
         return Err(StoreError::NotFound);
     }
@@ -168,12 +157,11 @@ pub(super) async fn load_state(pool: &SqlitePool, id: DocId) -> Result<StoredSta
         state.last_seq = row.try_get("upto_seq")?;
         state.snapshot = Some(row.try_get("state")?);
     }
-    let rows =
-        sqlx::query("select seq, data from doc_updates where doc_id = ? and seq > ? order by seq")
-            .bind(&id)
-            .bind(state.last_seq)
-            .fetch_all(&mut *tx)
-            .await?;
+    let rows = sqlx::query("select seq, data from doc_updates where doc_id = ? and seq > ? order by seq")
+        .bind(&id)
+        .bind(state.last_seq)
+        .fetch_all(&mut *tx)
+        .await?;
     for row in rows {
         state.last_seq = row.try_get("seq")?;
         state.updates.push(row.try_get("data")?);
@@ -185,11 +173,7 @@ pub(super) async fn load_state(pool: &SqlitePool, id: DocId) -> Result<StoredSta
 /// Marks a document updated, as the first statement of a write transaction: a write first
 /// takes the write lock at once (waiting for it under busy_timeout) instead of failing on a
 /// read-to-write upgrade. `NotFound` if the document is gone.
-async fn touch(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    id: &str,
-    now: i64,
-) -> Result<(), StoreError> {
+async fn touch(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str, now: i64) -> Result<(), StoreError> {
     let touched = sqlx::query("update documents set updated_at = ? where id = ?")
         .bind(now)
         .bind(id)
@@ -212,13 +196,12 @@ pub(super) async fn append_updates(
     touch(&mut tx, &id, now).await?;
     let mut last_seq = 0;
     for update in updates {
-        let done =
-            sqlx::query("insert into doc_updates (doc_id, data, created_at) values (?, ?, ?)")
-                .bind(&id)
-                .bind(update.as_ref())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+        let done = sqlx::query("insert into doc_updates (doc_id, data, created_at) values (?, ?, ?)")
+            .bind(&id)
+            .bind(update.as_ref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         last_seq = done.last_insert_rowid();
     }
     tx.commit().await?;

@@ -8,10 +8,7 @@ use std::time::Duration;
 use crate::helpers::{Backend, Client, TestDb};
 use crate::on_both_backends;
 
-on_both_backends!(
-    kill_9_loses_nothing_older_than_a_batch_window,
-    sigterm_and_sigint_shut_down_gracefully
-);
+on_both_backends!(kill_9_loses_nothing_older_than_a_batch_window, sigterm_and_sigint_shut_down_gracefully);
 
 /// The `tandem` binary, started on an ephemeral port.
 struct Server {
@@ -39,18 +36,12 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("addr=").nth(1) {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     let _ = tx.send(addr);
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server logs its address");
+        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
         Self { child, addr }
     }
 
@@ -59,24 +50,13 @@ impl Server {
     }
 
     async fn create_doc(&self) -> String {
-        let doc: serde_json::Value = reqwest::Client::new()
-            .post(self.url("/api/docs"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let doc: serde_json::Value =
+            reqwest::Client::new().post(self.url("/api/docs")).send().await.unwrap().json().await.unwrap();
         doc["id"].as_str().unwrap().to_owned()
     }
 
     async fn text(&self, id: &str) -> String {
-        reqwest::get(self.url(&format!("/api/docs/{id}/text")))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        reqwest::get(self.url(&format!("/api/docs/{id}/text"))).await.unwrap().text().await.unwrap()
     }
 
     async fn client(&self, id: &str) -> Client {
@@ -86,9 +66,8 @@ impl Server {
     }
 
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status();
+        let status =
+            Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status();
         assert!(status.expect("kill").success());
     }
 

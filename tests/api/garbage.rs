@@ -67,13 +67,7 @@ async fn an_unknown_message_type_is_ignored() {
 async fn a_truncated_varint_closes_with_1007() {
     let (app, id, bystander) = setup(|_| {}).await;
     closed_with(&app, &id, vec![WsMessage::binary(vec![0x80])], 1007).await;
-    closed_with(
-        &app,
-        &id,
-        vec![WsMessage::binary(vec![MSG_SYNC, MSG_SYNC_UPDATE, 0xff])],
-        1007,
-    )
-    .await;
+    closed_with(&app, &id, vec![WsMessage::binary(vec![MSG_SYNC, MSG_SYNC_UPDATE, 0xff])], 1007).await;
     still_serving(&app, &id, bystander).await;
 }
 
@@ -90,13 +84,7 @@ async fn an_update_that_does_not_decode_closes_with_1007() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_over_the_size_limit_closes_with_1009() {
     let (app, id, bystander) = setup(|c| c.max_message_bytes = 4096).await;
-    closed_with(
-        &app,
-        &id,
-        vec![WsMessage::binary(vec![0u8; 64 * 1024])],
-        1009,
-    )
-    .await;
+    closed_with(&app, &id, vec![WsMessage::binary(vec![0u8; 64 * 1024])], 1009).await;
     still_serving(&app, &id, bystander).await;
 }
 
@@ -119,10 +107,7 @@ impl RawSocket {
     async fn connect(app: &TestApp, id: &str, headers: &str) -> (Self, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tcp = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-        let request = format!(
-            "GET /ws/{id} HTTP/1.1\r\nHost: {}\r\n{headers}\r\n",
-            app.addr
-        );
+        let request = format!("GET /ws/{id} HTTP/1.1\r\nHost: {}\r\n{headers}\r\n", app.addr);
         tcp.write_all(request.as_bytes()).await.unwrap();
         let mut buffer = Vec::new();
         let end = loop {
@@ -143,8 +128,7 @@ impl RawSocket {
         let (socket, head) = Self::connect(app, id, UPGRADE_HEADERS).await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         assert!(
-            head.to_ascii_lowercase()
-                .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+            head.to_ascii_lowercase().contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
             "{head}"
         );
         socket
@@ -157,10 +141,7 @@ impl RawSocket {
 
     /// Reads server frames until a close frame; its code.
     async fn close_code(&mut self) -> u16 {
-        self.next_frame_of(0x8)
-            .await
-            .map(|p| u16::from_be_bytes([p[0], p[1]]))
-            .expect("a close frame")
+        self.next_frame_of(0x8).await.map(|p| u16::from_be_bytes([p[0], p[1]])).expect("a close frame")
     }
 
     /// Reads server frames until one with `opcode`; its payload (None if the stream ends).
@@ -176,10 +157,8 @@ impl RawSocket {
                 continue;
             }
             let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk))
-                .await
-                .expect("in time")
-                .ok()?;
+            let n =
+                tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk)).await.expect("in time").ok()?;
             if n == 0 {
                 return None;
             }
@@ -197,14 +176,8 @@ fn server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     };
     assert_eq!(second & 0x80, 0, "server frames are not masked");
     let (len, start) = match second & 0x7F {
-        126 => (
-            u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize,
-            4,
-        ),
-        127 => (
-            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
-            10,
-        ),
+        126 => (u16::from_be_bytes(buf.get(2..4)?.try_into().ok()?) as usize, 4),
+        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
         len => (len as usize, 2),
     };
     let payload = buf.get(start..start + len)?.to_vec();
@@ -236,13 +209,8 @@ async fn a_fragmented_message_with_a_ping_inside_is_assembled() {
     let text = doc.get_or_insert_text("content");
     {
         use yrs::{ReadTxn, Text, Transact, Update, updates::decoder::Decode};
-        let state = bystander
-            .doc()
-            .transact()
-            .encode_state_as_update_v1(&Default::default());
-        doc.transact_mut()
-            .apply_update(Update::decode_v1(&state).unwrap())
-            .unwrap();
+        let state = bystander.doc().transact().encode_state_as_update_v1(&Default::default());
+        doc.transact_mut().apply_update(Update::decode_v1(&state).unwrap()).unwrap();
         let before = doc.transact().state_vector();
         text.insert(&mut doc.transact_mut(), 6, "!");
         let update = doc.transact().encode_state_as_update_v1(&before);
@@ -256,11 +224,7 @@ async fn a_fragmented_message_with_a_ping_inside_is_assembled() {
         stream.extend(client_frame(0x80, c)); // final continuation
         raw.send(&stream).await;
     }
-    assert_eq!(
-        raw.next_frame_of(0xA).await.as_deref(),
-        Some(&b"ping"[..]),
-        "a pong with the ping's payload"
-    );
+    assert_eq!(raw.next_frame_of(0xA).await.as_deref(), Some(&b"ping"[..]), "a pong with the ping's payload");
     bystander.wait_for_text("intact!").await;
     // A clean close is answered with the same code.
     raw.send(&client_frame(0x88, &1000u16.to_be_bytes())).await;
@@ -295,11 +259,7 @@ async fn bad_handshakes_are_refused_with_json() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let id = app.create_doc("handshakes").await;
     let cases = [
-        (
-            "no key",
-            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n",
-            "400",
-        ),
+        ("no key", "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n", "400"),
         (
             "old version",
             "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
@@ -313,10 +273,7 @@ async fn bad_handshakes_are_refused_with_json() {
     ];
     for (name, headers, status) in cases {
         let (_, head) = RawSocket::connect(&app, &id, headers).await;
-        assert!(
-            head.starts_with(&format!("HTTP/1.1 {status}")),
-            "{name}: {head}"
-        );
+        assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{name}: {head}");
         assert!(head.contains("application/json"), "{name}: {head}");
     }
 }

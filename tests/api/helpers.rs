@@ -94,30 +94,19 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("tandem.db").display());
-                Self {
-                    backend,
-                    url,
-                    _dir: Some(dir),
-                    pg_name: None,
-                }
+                Self { backend, url, _dir: Some(dir), pg_name: None }
             }
             Backend::Postgres => {
                 let admin = std::env::var("TEST_POSTGRES_URL").expect("TEST_POSTGRES_URL");
                 let name = format!("tandem_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .expect("connect to TEST_POSTGRES_URL");
+                let mut conn =
+                    sqlx::PgConnection::connect(&admin).await.expect("connect to TEST_POSTGRES_URL");
                 sqlx::query(&format!("create database {name}"))
                     .execute(&mut conn)
                     .await
                     .expect("create database");
                 let url = with_database(&admin, &name);
-                Self {
-                    backend,
-                    url,
-                    _dir: None,
-                    pg_name: Some(name),
-                }
+                Self { backend, url, _dir: None, pg_name: Some(name) }
             }
         }
     }
@@ -133,10 +122,7 @@ impl Drop for TestDb {
         };
         // Drop runs inside the test's runtime; a thread of its own may block.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
                 let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
                 sqlx::query(&format!("drop database if exists {name} with (force)"))
@@ -151,9 +137,7 @@ impl Drop for TestDb {
 
 /// `admin` with its database name replaced by `name`.
 fn with_database(admin: &str, name: &str) -> String {
-    let (base, query) = admin
-        .split_once('?')
-        .map_or((admin, None), |(b, q)| (b, Some(q)));
+    let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[scheme_end..].find('/') {
         Some(slash) => &base[..scheme_end + slash],
@@ -197,23 +181,14 @@ impl TestApp {
 
     pub async fn start(db: TestDb, config: Config) -> Self {
         init_logging();
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind(config.listen).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel();
         let shutdown = async move {
             let _ = stopped.await;
         };
         let task = tokio::spawn(tandem::server::run(config.clone(), listener, shutdown));
-        let app = Self {
-            addr,
-            db,
-            config,
-            http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-        };
+        let app = Self { addr, db, config, http: reqwest::Client::new(), stop: Some(stop), task: Some(task) };
         app.wait_ready().await;
         app
     }
@@ -226,10 +201,7 @@ impl TestApp {
             {
                 return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "server did not come up"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "server did not come up");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -237,11 +209,10 @@ impl TestApp {
     /// Graceful shutdown (as on SIGTERM); returns the database for a restart.
     pub async fn stop(mut self) -> (TestDb, Config) {
         let _ = self.stop.take().expect("running").send(());
-        let result =
-            tokio::time::timeout(Duration::from_secs(30), self.task.take().expect("running"))
-                .await
-                .expect("server stopped in time")
-                .expect("server task");
+        let result = tokio::time::timeout(Duration::from_secs(30), self.task.take().expect("running"))
+            .await
+            .expect("server stopped in time")
+            .expect("server task");
         result.expect("server ran cleanly");
         (self.db, self.config)
     }
@@ -275,12 +246,7 @@ impl TestApp {
     }
 
     pub async fn text(&self, id: &str) -> String {
-        let resp = self
-            .http
-            .get(self.url(&format!("/api/docs/{id}/text")))
-            .send()
-            .await
-            .expect("text");
+        let resp = self.http.get(self.url(&format!("/api/docs/{id}/text"))).send().await.expect("text");
         assert_eq!(resp.status(), 200, "text of {id}");
         resp.text().await.expect("body")
     }
@@ -294,10 +260,7 @@ fn init_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if let Ok(filter) = std::env::var("TEST_LOG") {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_test_writer()
-                .try_init();
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
         }
     });
 }
@@ -322,8 +285,8 @@ pub struct Client {
     pub awareness: Awareness,
     pub received: Vec<Received>,
     pub closed: Option<Option<CloseFrame>>,
-    /// Updates this client has sent; the server echoes each one back.
-    pub sent: usize,
+    /// The highest clock of this client's own changes that the server has echoed back.
+    pub echoed_clock: u32,
 }
 
 impl Client {
@@ -333,20 +296,16 @@ impl Client {
 
     /// Connects with an existing document (for offline edits made before reconnecting).
     pub async fn connect_with(url: &str, doc: Doc) -> Self {
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("websocket connect");
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
         let mut client = Self {
             socket,
             awareness: Awareness::new(doc),
             received: Vec::new(),
             closed: None,
-            sent: 0,
+            echoed_clock: 0,
         };
         let sv = client.doc().transact().state_vector();
-        client
-            .send_message(Message::Sync(SyncMessage::SyncStep1(sv)))
-            .await;
+        client.send_message(Message::Sync(SyncMessage::SyncStep1(sv))).await;
         client
     }
 
@@ -381,42 +340,25 @@ impl Client {
     /// Edits and sends the update, as a provider does on each local change.
     pub async fn insert(&mut self, index: u32, chunk: &str) {
         let update = self.edit_offline(index, chunk);
-        self.send_message(Message::Sync(SyncMessage::Update(update)))
-            .await;
-        self.sent += 1;
+        self.send_message(Message::Sync(SyncMessage::Update(update))).await;
     }
 
-    /// Waits until the server has applied (and echoed) every update this client sent.
-    /// Only meaningful while no one else is editing.
+    /// Waits until the server has applied (and echoed back, maybe merged with others) every
+    /// change this client has sent.
     pub async fn settled(&mut self) {
-        let sent = self.sent;
-        self.wait_until("every update echoed", |c| {
-            c.received
-                .iter()
-                .filter(|r| **r == Received::Update)
-                .count()
-                >= sent
-        })
-        .await;
+        let own = self.doc().transact().state_vector().get(&self.client_id());
+        self.wait_until("every update echoed", |c| c.echoed_clock >= own).await;
     }
 
     pub async fn append(&mut self, chunk: &str) {
         // Indexes count in the document's offset unit; `len` uses the same one.
-        let len = self
-            .doc()
-            .get_or_insert_text("content")
-            .len(&self.doc().transact());
+        let len = self.doc().get_or_insert_text("content").len(&self.doc().transact());
         self.insert(len, chunk).await;
     }
 
     pub async fn set_awareness(&mut self, state: serde_json::Value) {
-        self.awareness
-            .set_local_state(state)
-            .expect("awareness state");
-        let update = self
-            .awareness
-            .update_with_clients([self.client_id()])
-            .expect("own state");
+        self.awareness.set_local_state(state).expect("awareness state");
+        let update = self.awareness.update_with_clients([self.client_id()]).expect("own state");
         self.send_message(Message::Awareness(update)).await;
     }
 
@@ -429,10 +371,7 @@ impl Client {
     }
 
     pub async fn send_raw(&mut self, bytes: Vec<u8>) {
-        self.socket
-            .send(WsMessage::binary(bytes))
-            .await
-            .expect("send");
+        self.socket.send(WsMessage::binary(bytes)).await.expect("send");
     }
 
     /// Reads and handles frames until `done` holds; panics after [`PATIENCE`].
@@ -441,9 +380,7 @@ impl Client {
         while !done(self) {
             let frame = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
-                .unwrap_or_else(|_| {
-                    panic!("timed out waiting until {what}; text {:?}", self.text())
-                });
+                .unwrap_or_else(|_| panic!("timed out waiting until {what}; text {:?}", self.text()));
             match frame {
                 Some(Ok(frame)) => self.handle(frame).await,
                 Some(Err(err)) => panic!("socket error while waiting until {what}: {err}"),
@@ -453,20 +390,17 @@ impl Client {
     }
 
     pub async fn wait_for_text(&mut self, expected: &str) {
-        self.wait_until(&format!("text is {expected:?}"), |c| c.text() == expected)
-            .await;
+        self.wait_until(&format!("text is {expected:?}"), |c| c.text() == expected).await;
     }
 
     /// Waits until the server has answered our step 1 (we hold its state).
     pub async fn synced(&mut self) {
-        self.wait_until("synced", |c| c.received.contains(&Received::Step2))
-            .await;
+        self.wait_until("synced", |c| c.received.contains(&Received::Step2)).await;
     }
 
     /// Reads until the server closes the socket; returns the close frame.
     pub async fn wait_closed(&mut self) -> Option<CloseFrame> {
-        self.wait_until("the server closes the socket", |c| c.closed.is_some())
-            .await;
+        self.wait_until("the server closes the socket", |c| c.closed.is_some()).await;
         self.closed.clone().flatten()
     }
 
@@ -485,18 +419,13 @@ impl Client {
         let messages: Vec<Message> = MessageReader::new(&mut decoder)
             .collect::<Result<_, _>>()
             .unwrap_or_else(|err| panic!("server sent an undecodable frame: {err}"));
-        assert_eq!(
-            messages.len(),
-            1,
-            "a frame must carry exactly one message: {messages:?}"
-        );
+        assert_eq!(messages.len(), 1, "a frame must carry exactly one message: {messages:?}");
         let message = messages.into_iter().next().expect("one message");
         match message {
             Message::Sync(SyncMessage::SyncStep1(sv)) => {
                 self.received.push(Received::Step1);
                 let update = self.doc().transact().encode_state_as_update_v1(&sv);
-                self.send_message(Message::Sync(SyncMessage::SyncStep2(update)))
-                    .await;
+                self.send_message(Message::Sync(SyncMessage::SyncStep2(update))).await;
             }
             Message::Sync(SyncMessage::SyncStep2(update)) => {
                 self.received.push(Received::Step2);
@@ -508,29 +437,28 @@ impl Client {
             }
             Message::Awareness(update) => {
                 self.received.push(Received::Awareness);
-                self.awareness
-                    .apply_update(update)
-                    .expect("awareness update applies");
+                self.awareness.apply_update(update).expect("awareness update applies");
             }
             other => self.received.push(Received::Other(format!("{other:?}"))),
         }
     }
 
-    fn apply(&self, update: &[u8]) {
+    fn apply(&mut self, update: &[u8]) {
         let update = Update::decode_v1(update).expect("server sent a decodable update");
-        self.doc()
-            .transact_mut()
-            .apply_update(update)
-            .expect("update applies");
+        // The end of this client's own insertions the update carries (echoes may be merged
+        // with other clients' updates, and need not start at clock 0).
+        let me = self.client_id();
+        let insertions = update.insertions(true);
+        let own = insertions.iter().filter(|(client, _)| **client == me);
+        let end = own.flat_map(|(_, ranges)| ranges.iter().map(|range| range.end).collect::<Vec<_>>()).max();
+        self.echoed_clock = self.echoed_clock.max(end.unwrap_or(0));
+        self.doc().transact_mut().apply_update(update).expect("update applies");
     }
 }
 
 /// A raw WebSocket to `/ws/{id}`, for feeding garbage.
 pub async fn raw_socket(app: &TestApp, id: &str) -> Socket {
-    tokio_tungstenite::connect_async(app.ws_url(id))
-        .await
-        .expect("websocket connect")
-        .0
+    tokio_tungstenite::connect_async(app.ws_url(id)).await.expect("websocket connect").0
 }
 
 /// Reads a raw socket until the server closes it; the close frame, if any.

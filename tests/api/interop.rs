@@ -27,9 +27,7 @@ fn missing_prerequisite() -> Option<String> {
 async fn stock_y_websocket_providers_converge() {
     if let Some(why) = missing_prerequisite() {
         assert!(!require_all(), "interop test cannot run: {why}");
-        shout(&format!(
-            "SKIPPED: interop::stock_y_websocket_providers_converge ({why})"
-        ));
+        shout(&format!("SKIPPED: interop::stock_y_websocket_providers_converge ({why})"));
         return;
     }
     let app = TestApp::spawn(Backend::Sqlite).await;
@@ -46,18 +44,9 @@ async fn stock_y_websocket_providers_converge() {
         .expect("run node");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "node failed: {}\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
-    let result: serde_json::Value =
-        serde_json::from_str(stdout.trim()).expect("the script prints JSON");
+    assert!(output.status.success(), "node failed: {}\nstdout: {stdout}\nstderr: {stderr}", output.status);
+    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the script prints JSON");
     let text = result["text"].as_str().expect("text");
-    assert_eq!(
-        text.len(),
-        40 * 4 + "A-offline;".len() + "B-online;".len(),
-        "{text}"
-    );
+    assert_eq!(text.len(), 40 * 4 + "A-offline;".len() + "B-online;".len(), "{text}");
     assert_eq!(app.text(&id).await, text);
 }

@@ -34,15 +34,8 @@ async fn restart_keeps_every_document(backend: Backend) {
         client.synced().await;
         assert_eq!(&client.text(), text);
     }
-    let list: serde_json::Value = app
-        .http
-        .get(app.url("/api/docs"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value =
+        app.http.get(app.url("/api/docs")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["docs"].as_array().unwrap().len(), 3);
 }
 
@@ -80,10 +73,7 @@ async fn idle_documents_unload_and_reload_from_the_store(backend: Backend) {
             assert!(text.contains("typed"), "{text}");
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the document never reloaded: {text}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "the document never reloaded: {text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -117,9 +107,7 @@ async fn a_slow_reader_is_closed_with_1013_and_others_carry_on() {
     assert_eq!(u16::from(close.code), 1013, "{}", close.reason);
     // The writer was never held back, and the document is whole.
     assert_eq!(app.text(&id).await.len(), expected);
-    writer
-        .set_awareness(json!({"user": {"name": "still here"}}))
-        .await;
+    writer.set_awareness(json!({"user": {"name": "still here"}})).await;
     let mut fresh = app.client(&id).await;
     fresh.synced().await;
     assert_eq!(fresh.text().len(), expected);
@@ -132,8 +120,5 @@ async fn tiny_buffer_socket(
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stream = socket.connect(app.addr).await.unwrap();
-    tokio_tungstenite::client_async(app.ws_url(id), stream)
-        .await
-        .expect("websocket handshake")
-        .0
+    tokio_tungstenite::client_async(app.ws_url(id), stream).await.expect("websocket handshake").0
 }

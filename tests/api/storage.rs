@@ -9,10 +9,7 @@ use yrs::{Doc, ReadTxn, Text, Transact};
 use crate::helpers::{Backend, PATIENCE, TestApp, TestDb};
 use crate::on_both_backends;
 
-on_both_backends!(
-    updates_are_logged_in_batches,
-    the_log_is_compacted_into_snapshots
-);
+on_both_backends!(updates_are_logged_in_batches, the_log_is_compacted_into_snapshots);
 
 /// Rows in the log, snapshots, and distinct write transactions (batches) of a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,26 +28,14 @@ pub async fn counts(db: &TestDb, id: &str) -> Counts {
     match db.backend {
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-            let row = sqlx::query(&sql.replace("$1", "?1"))
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            Counts {
-                log_rows: row.get(0),
-                snapshots: row.get(1),
-                batches: row.get(2),
-            }
+            let row = sqlx::query(&sql.replace("$1", "?1")).bind(id).fetch_one(&pool).await.unwrap();
+            Counts { log_rows: row.get(0), snapshots: row.get(1), batches: row.get(2) }
         }
         Backend::Postgres => {
             let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
             let id: uuid::Uuid = id.parse().unwrap();
             let row = sqlx::query(sql).bind(id).fetch_one(&pool).await.unwrap();
-            Counts {
-                log_rows: row.get(0),
-                snapshots: row.get(1),
-                batches: row.get(2),
-            }
+            Counts { log_rows: row.get(0), snapshots: row.get(1), batches: row.get(2) }
         }
     }
 }
@@ -61,9 +46,7 @@ pub async fn append_raw_update(db: &TestDb, id: &str, text: &str) {
     let doc = Doc::new();
     let content = doc.get_or_insert_text("content");
     content.insert(&mut doc.transact_mut(), 0, text);
-    let update = doc
-        .transact()
-        .encode_state_as_update_v1(&Default::default());
+    let update = doc.transact().encode_state_as_update_v1(&Default::default());
     match db.backend {
         Backend::Sqlite => {
             let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
@@ -86,23 +69,68 @@ pub async fn append_raw_update(db: &TestDb, id: &str, text: &str) {
     }
 }
 
+/// The document's text as the store holds it: its snapshot and log, applied in order.
+pub async fn stored_text(db: &TestDb, id: &str) -> String {
+    use yrs::updates::decoder::Decode;
+    use yrs::{GetString, Update};
+    let sql_snapshot = "select state from doc_snapshots where doc_id = $1 order by upto_seq desc limit 1";
+    let sql_log = "select data from doc_updates where doc_id = $1 order by seq";
+    let rows: Vec<Vec<u8>> = match db.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let mut rows: Vec<Vec<u8>> =
+                sqlx::query_scalar(&sql_snapshot.replace("$1", "?")).bind(id).fetch_all(&pool).await.unwrap();
+            rows.extend(
+                sqlx::query_scalar::<_, Vec<u8>>(&sql_log.replace("$1", "?"))
+                    .bind(id)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap(),
+            );
+            rows
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let id: uuid::Uuid = id.parse().unwrap();
+            let mut rows: Vec<Vec<u8>> =
+                sqlx::query_scalar(sql_snapshot).bind(id).fetch_all(&pool).await.unwrap();
+            rows.extend(sqlx::query_scalar::<_, Vec<u8>>(sql_log).bind(id).fetch_all(&pool).await.unwrap());
+            rows
+        }
+    };
+    let doc = Doc::new();
+    {
+        let mut txn = doc.transact_mut();
+        for row in rows {
+            txn.apply_update(Update::decode_v1(&row).expect("stored updates decode")).expect("apply");
+        }
+    }
+    let text = doc.get_or_insert_text("content");
+    text.get_string(&doc.transact())
+}
+
+/// Polls the store until it holds exactly `expected` as the document's text.
+pub async fn wait_for_stored_text(db: &TestDb, id: &str, expected: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let stored = stored_text(db, id).await;
+        if stored == expected {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the store holds {stored:?}, not {expected:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Polls the store until `done` holds for the document's counts.
-pub async fn wait_for_counts(
-    db: &TestDb,
-    id: &str,
-    what: &str,
-    done: impl Fn(Counts) -> bool,
-) -> Counts {
+pub async fn wait_for_counts(db: &TestDb, id: &str, what: &str, done: impl Fn(Counts) -> bool) -> Counts {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let now = counts(db, id).await;
         if done(now) {
             return now;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}: {now:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}: {now:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -119,16 +147,13 @@ async fn updates_are_logged_in_batches(backend: Backend) {
     let expected: String = (0..30).map(|i| format!("{i},")).collect();
     client.settled().await;
     // Nothing is written per keystroke...
-    assert_eq!(
-        counts(&app.db, &id).await.log_rows,
-        0,
-        "written before the batch window ended"
-    );
+    assert_eq!(counts(&app.db, &id).await.log_rows, 0, "written before the batch window ended");
     // ...the batch lands once the window has passed, in one transaction, with the
     // connection still open.
-    let done = wait_for_counts(&app.db, &id, "30 rows", |c| c.log_rows == 30).await;
+    let done = wait_for_counts(&app.db, &id, "the batch is written", |c| c.log_rows > 0).await;
     assert_eq!(done.batches, 1, "{done:?}");
     assert_eq!(done.snapshots, 0);
+    assert_eq!(stored_text(&app.db, &id).await, expected);
 
     // With the default 5 ms window, an update is in the store soon after it arrives.
     let (db, mut config) = app.stop().await;
@@ -137,7 +162,7 @@ async fn updates_are_logged_in_batches(backend: Backend) {
     let mut client = app.client(&id).await;
     client.synced().await;
     client.append("!").await;
-    wait_for_counts(&app.db, &id, "31 rows", |c| c.log_rows == 31).await;
+    wait_for_stored_text(&app.db, &id, &format!("{expected}!")).await;
     drop(client);
     assert_eq!(app.text(&id).await, format!("{expected}!"));
 }
@@ -159,10 +184,9 @@ async fn the_log_is_compacted_into_snapshots(backend: Backend) {
         // One at a time, so that batches are small and compaction has something to cover.
         client.settled().await;
     }
-    let after = wait_for_counts(&app.db, &id, "a snapshot and a short log", |c| {
-        c.snapshots == 1 && c.log_rows < 10
-    })
-    .await;
+    let after =
+        wait_for_counts(&app.db, &id, "a snapshot and a short log", |c| c.snapshots == 1 && c.log_rows < 10)
+            .await;
     assert_eq!(after.snapshots, 1, "{after:?}");
 
     // Load = snapshot + the log after it, including rows written after the snapshot.
@@ -174,10 +198,7 @@ async fn the_log_is_compacted_into_snapshots(backend: Backend) {
     client.append("+tail").await;
     expected.push_str("+tail");
     client.settled().await;
-    wait_for_counts(&app.db, &id, "the tail is logged", |c| {
-        c.log_rows >= 1 || c.snapshots == 1
-    })
-    .await;
+    wait_for_counts(&app.db, &id, "the tail is logged", |c| c.log_rows >= 1 || c.snapshots == 1).await;
     drop(client);
     let app = app.restart().await;
     assert_eq!(app.text(&id).await, expected);
@@ -187,8 +208,7 @@ async fn the_log_is_compacted_into_snapshots(backend: Backend) {
 /// nothing is lost: once it is back, every update reaches the store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_survive_a_database_outage() {
-    let Some(backend) = Backend::postgres_or_skip("storage::updates_survive_a_database_outage")
-    else {
+    let Some(backend) = Backend::postgres_or_skip("storage::updates_survive_a_database_outage") else {
         return;
     };
     let app = TestApp::spawn(backend).await;
@@ -196,7 +216,7 @@ async fn updates_survive_a_database_outage() {
     let mut client = app.client(&id).await;
     client.synced().await;
     client.append("before. ").await;
-    wait_for_counts(&app.db, &id, "first update stored", |c| c.log_rows == 1).await;
+    wait_for_stored_text(&app.db, &id, "before. ").await;
 
     let admin = std::env::var("TEST_POSTGRES_URL").unwrap();
     let admin = sqlx::PgPool::connect(&admin).await.unwrap();
@@ -208,20 +228,16 @@ async fn updates_survive_a_database_outage() {
         let admin = admin.clone();
         let name = name.clone();
         async move {
-            sqlx::query(&format!(
-                "alter database {name} with allow_connections {allowed}"
-            ))
-            .execute(&admin)
-            .await
-            .unwrap();
-            if !allowed {
-                sqlx::query(
-                    "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
-                )
-                .bind(&name)
+            sqlx::query(&format!("alter database {name} with allow_connections {allowed}"))
                 .execute(&admin)
                 .await
                 .unwrap();
+            if !allowed {
+                sqlx::query("select pg_terminate_backend(pid) from pg_stat_activity where datname = $1")
+                    .bind(&name)
+                    .execute(&admin)
+                    .await
+                    .unwrap();
             }
         }
     };
@@ -229,20 +245,11 @@ async fn updates_survive_a_database_outage() {
 
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
-        let status = app
-            .http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = app.http.get(app.url("/readyz")).send().await.unwrap().status();
         if status == 503 {
             break;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz stayed {status}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "/readyz stayed {status}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Editing carries on during the outage; everyone still sees it live.
@@ -255,25 +262,11 @@ async fn updates_survive_a_database_outage() {
 
     set_allowed(true).await;
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while app
-        .http
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 200
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never recovered"
-        );
+    while app.http.get(app.url("/readyz")).send().await.unwrap().status() != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "/readyz never recovered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    wait_for_counts(&app.db, &id, "the outage's updates stored", |c| {
-        c.log_rows == 6
-    })
-    .await;
+    wait_for_stored_text(&app.db, &id, expected).await;
     drop(client);
     let app = app.restart().await;
     assert_eq!(app.text(&id).await, expected);

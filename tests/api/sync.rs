@@ -12,6 +12,7 @@ on_both_backends!(
     late_joiner_gets_the_full_state,
     offline_edits_merge_both_ways,
     refused_before_upgrade,
+    bursts_of_updates_converge_and_persist,
 );
 
 async fn handshake_starts_with_step1_after_load(backend: Backend) {
@@ -20,21 +21,14 @@ async fn handshake_starts_with_step1_after_load(backend: Backend) {
     let mut writer = app.client(&id).await;
     writer.synced().await;
     writer.append("stored text").await;
-    writer
-        .wait_until("echo", |c| c.received.contains(&Received::Update))
-        .await;
+    writer.wait_until("echo", |c| c.received.contains(&Received::Update)).await;
     drop(writer);
     // Restart, so that the next connection must wait for a load from the store.
     let app = app.restart().await;
     let mut reader = app.client(&id).await;
     reader.synced().await;
     // The server speaks first with its state vector; it answered our step 1 with its state.
-    assert_eq!(
-        reader.received.first(),
-        Some(&Received::Step1),
-        "{:?}",
-        reader.received
-    );
+    assert_eq!(reader.received.first(), Some(&Received::Step1), "{:?}", reader.received);
     assert_eq!(reader.text(), "stored text");
 }
 
@@ -45,11 +39,7 @@ async fn updates_are_echoed_to_the_sender(backend: Backend) {
     client.synced().await;
     let before = client.received.len();
     client.append("x").await;
-    client
-        .wait_until("own update comes back", |c| {
-            c.received[before..].contains(&Received::Update)
-        })
-        .await;
+    client.wait_until("own update comes back", |c| c.received[before..].contains(&Received::Update)).await;
 }
 
 async fn two_clients_converge_under_concurrent_edits(backend: Backend) {
@@ -65,10 +55,8 @@ async fn two_clients_converge_under_concurrent_edits(backend: Backend) {
         b.insert(0, &format!("b{i} ")).await;
     }
     let expected_len = (0..20).map(|i| format!("a{i} ").len() * 2).sum::<usize>();
-    a.wait_until("a has everything", |c| c.text().len() == expected_len)
-        .await;
-    b.wait_until("b has everything", |c| c.text().len() == expected_len)
-        .await;
+    a.wait_until("a has everything", |c| c.text().len() == expected_len).await;
+    b.wait_until("b has everything", |c| c.text().len() == expected_len).await;
     assert_eq!(a.text(), b.text());
     for i in 0..20 {
         assert!(a.text().contains(&format!("a{i} ")) && a.text().contains(&format!("b{i} ")));
@@ -114,8 +102,7 @@ async fn offline_edits_merge_both_ways(backend: Backend) {
         t.contains("from A offline. ") && t.contains("from B online. ") && t.starts_with("shared. ")
     };
     a.wait_until("A has B's edit", |c| both(&c.text())).await;
-    b.wait_until("B has A's offline edit", |c| both(&c.text()))
-        .await;
+    b.wait_until("B has A's offline edit", |c| both(&c.text())).await;
     assert_eq!(a.text(), b.text());
     assert_eq!(app.text(&id).await, a.text());
 }
@@ -123,25 +110,50 @@ async fn offline_edits_merge_both_ways(backend: Backend) {
 async fn refused_before_upgrade(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let unknown = uuid::Uuid::new_v4().to_string();
-    let err = tokio_tungstenite::connect_async(app.ws_url(&unknown))
-        .await
-        .expect_err("unknown doc");
+    let err = tokio_tungstenite::connect_async(app.ws_url(&unknown)).await.expect_err("unknown doc");
     assert_http_error(err, 404);
     for bad in ["not-a-uuid", "1234"] {
-        let err = tokio_tungstenite::connect_async(app.ws_url(bad))
-            .await
-            .expect_err("malformed id");
+        let err = tokio_tungstenite::connect_async(app.ws_url(bad)).await.expect_err("malformed id");
         assert_http_error(err, 400);
     }
     // A plain GET (no upgrade) to a real document is refused with JSON too.
     let id = app.create_doc("plain").await;
-    let resp = app
-        .http
-        .get(app.url(&format!("/ws/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let resp = app.http.get(app.url(&format!("/ws/{id}"))).send().await.unwrap();
     assert!(resp.status().is_client_error(), "{}", resp.status());
     let body: serde_json::Value = resp.json().await.unwrap();
     assert!(body["error"].is_string());
+}
+
+/// Many updates arriving at once (here, a hundred messages per WebSocket frame from each of
+/// two clients) are applied together; nothing of them may be lost on the way to the others
+/// or to the store.
+async fn bursts_of_updates_converge_and_persist(backend: Backend) {
+    use yrs::sync::{Message, SyncMessage};
+    use yrs::updates::encoder::Encode;
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_doc("bursts").await;
+    let mut a = app.client(&id).await;
+    let mut b = app.client(&id).await;
+    a.synced().await;
+    b.synced().await;
+    for round in 0..3 {
+        for (client, letter) in [(&mut a, 'a'), (&mut b, 'b')] {
+            let mut frame = Vec::new();
+            for i in 0..100 {
+                let update = client.edit_offline(0, &format!("{letter}{round}.{i};"));
+                frame.extend(Message::Sync(SyncMessage::Update(update)).encode_v1());
+            }
+            client.send_raw(frame).await;
+        }
+    }
+    let expected_len: usize =
+        (0..3).flat_map(|r| (0..100).map(move |i| format!("a{r}.{i};").len() * 2)).sum();
+    a.wait_until("A has both bursts", |c| c.text().len() == expected_len).await;
+    b.wait_until("B has both bursts", |c| c.text().len() == expected_len).await;
+    assert_eq!(a.text(), b.text());
+    let text = a.text();
+    drop((a, b));
+    assert_eq!(app.text(&id).await, text);
+    let app = app.restart().await;
+    assert_eq!(app.text(&id).await, text);
 }

@@ -14,37 +14,18 @@ async fn the_editor_is_served_from_the_binary() {
 
     // The page's own routes get the same page.
     let doc = app.create_doc("x").await;
-    let editor = app
-        .http
-        .get(app.url(&format!("/d/{doc}")))
-        .send()
-        .await
-        .unwrap();
+    let editor = app.http.get(app.url(&format!("/d/{doc}"))).send().await.unwrap();
     assert_eq!(editor.status(), 200);
     assert_eq!(editor.text().await.unwrap(), page);
 
     // Unchanged files are not sent again.
-    let again = app
-        .http
-        .get(app.url("/"))
-        .header("if-none-match", etag)
-        .send()
-        .await
-        .unwrap();
+    let again = app.http.get(app.url("/")).header("if-none-match", etag).send().await.unwrap();
     assert_eq!(again.status(), 304);
 
-    let script = app
-        .http
-        .get(app.url("/assets/app.js"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let script =
+        app.http.get(app.url("/assets/app.js")).header("accept-encoding", "gzip").send().await.unwrap();
     assert_eq!(script.status(), 200);
-    assert_eq!(
-        script.headers()["content-type"],
-        "text/javascript; charset=utf-8"
-    );
+    assert_eq!(script.headers()["content-type"], "text/javascript; charset=utf-8");
     assert_eq!(script.headers()["content-encoding"], "gzip");
 
     for missing in ["/assets/nope.js", "/favicon.ico", "/api/nope", "/ws"] {

@@ -15,11 +15,7 @@ use yrs::{ClientID, Doc, ReadTxn, Text, Transact};
 fn one_char_update() -> Vec<u8> {
     let doc = Doc::with_client_id(123_456_789);
     let text = doc.get_or_insert_text("content");
-    text.insert(
-        &mut doc.transact_mut(),
-        0,
-        &"lorem ipsum ".repeat(84)[..1000],
-    );
+    text.insert(&mut doc.transact_mut(), 0, &"lorem ipsum ".repeat(84)[..1000]);
     let mut txn = doc.transact_mut();
     text.insert(&mut txn, 1000, "x");
     txn.encode_update_v1()
@@ -32,12 +28,8 @@ fn step1() -> Message {
         let other = Doc::with_client_id(client * 1_000_003);
         let text = other.get_or_insert_text("content");
         text.insert(&mut other.transact_mut(), 0, "hello");
-        let update = other
-            .transact()
-            .encode_state_as_update_v1(&Default::default());
-        doc.transact_mut()
-            .apply_update(yrs::Update::decode_v1(&update).expect("valid"))
-            .expect("applies");
+        let update = other.transact().encode_state_as_update_v1(&Default::default());
+        doc.transact_mut().apply_update(yrs::Update::decode_v1(&update).expect("valid")).expect("applies");
     }
     Message::Sync(SyncMessage::SyncStep1(doc.transact().state_vector()))
 }
@@ -45,10 +37,7 @@ fn step1() -> Message {
 /// One browser's presence: name, colour and a cursor, as the editor announces it.
 fn awareness() -> Message {
     let json = r##"{"user":{"name":"Ada","color":"#30bced"},"cursor":{"anchor":{"type":null,"tname":"content","item":{"client":123456789,"clock":1000},"assoc":0},"head":{"type":null,"tname":"content","item":{"client":123456789,"clock":1000},"assoc":0}}}"##;
-    let entry = AwarenessUpdateEntry {
-        clock: 42,
-        json: json.into(),
-    };
+    let entry = AwarenessUpdateEntry { clock: 42, json: json.into() };
     Message::Awareness(AwarenessUpdate {
         clients: [(ClientID::new(123_456_789), entry)].into_iter().collect(),
     })
@@ -56,19 +45,14 @@ fn awareness() -> Message {
 
 fn protocol_benches(c: &mut Criterion) {
     let cases = [
-        (
-            "update_one_char",
-            Message::Sync(SyncMessage::Update(one_char_update())),
-        ),
+        ("update_one_char", Message::Sync(SyncMessage::Update(one_char_update()))),
         ("step1", step1()),
         ("awareness", awareness()),
     ];
     let mut group = c.benchmark_group("protocol");
     for (name, message) in cases {
         let bytes = message.encode_v1();
-        group.bench_function(format!("encode/{name}"), |b| {
-            b.iter(|| black_box(&message).encode_v1())
-        });
+        group.bench_function(format!("encode/{name}"), |b| b.iter(|| black_box(&message).encode_v1()));
         group.bench_function(format!("decode/{name}"), |b| {
             b.iter(|| Message::decode_v1(black_box(&bytes)).expect("decodes"))
         });

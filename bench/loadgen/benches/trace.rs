@@ -22,17 +22,11 @@ fn trace_benches(c: &mut Criterion) {
     };
     let trace = Trace::load(&path).expect("readable trace");
     let cache = std::env::var_os("TANDEM_BENCH_CACHE").map(PathBuf::from);
-    let updates =
-        encode_updates_cached(&path, &trace, 1, cache.as_deref()).expect("encodable trace");
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let updates = encode_updates_cached(&path, &trace, 1, cache.as_deref()).expect("encodable trace");
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
     let mut group = c.benchmark_group("trace");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(15));
+    group.sample_size(10).measurement_time(Duration::from_secs(15));
     group.throughput(Throughput::Elements(trace.edits() as u64));
     group.bench_function(format!("apply_updates/{name}"), |b| {
         b.iter(|| {
@@ -42,9 +36,7 @@ fn trace_benches(c: &mut Criterion) {
     });
     if std::env::var_os("TANDEM_TRACE_LOCAL").is_some() {
         group.measurement_time(Duration::from_secs(120));
-        group.bench_function(format!("local_edits/{name}"), |b| {
-            b.iter(|| replay_local(black_box(&trace)))
-        });
+        group.bench_function(format!("local_edits/{name}"), |b| b.iter(|| replay_local(black_box(&trace))));
     }
     group.finish();
 }

@@ -36,15 +36,10 @@ fn ws_config() -> WebSocketConfig {
 pub async fn connect(url: &str, addr: SocketAddr, source: Option<Ipv4Addr>) -> Result<Ws> {
     let socket = TcpSocket::new_v4()?;
     if let Some(source) = source {
-        socket
-            .bind(SocketAddr::from((source, 0)))
-            .with_context(|| format!("bind {source}"))?;
+        socket.bind(SocketAddr::from((source, 0))).with_context(|| format!("bind {source}"))?;
     }
     socket.set_nodelay(true)?;
-    let stream = socket
-        .connect(addr)
-        .await
-        .with_context(|| format!("connect {addr}"))?;
+    let stream = socket.connect(addr).await.with_context(|| format!("connect {addr}"))?;
     let (ws, _response) = client_async_with_config(url, stream, Some(ws_config()))
         .await
         .with_context(|| format!("WebSocket upgrade of {url}"))?;
@@ -64,9 +59,7 @@ pub fn update_frame(update: Vec<u8>) -> tungstenite::Message {
 /// Decodes every y-websocket message in one binary frame (a frame may hold several).
 pub fn decode_frame(data: &[u8]) -> Result<Vec<Message>> {
     let mut decoder = DecoderV1::new(Cursor::new(data));
-    MessageReader::new(&mut decoder)
-        .map(|m| m.context("undecodable y-websocket message"))
-        .collect()
+    MessageReader::new(&mut decoder).map(|m| m.context("undecodable y-websocket message")).collect()
 }
 
 /// The document updates a message carries (sync step 2 and update), if any.
@@ -96,13 +89,8 @@ pub fn clock_ranges(update: &[u8]) -> Result<Vec<(ClientID, u32, u32)>> {
 /// An awareness state for `client`, as a browser tab announces its user.
 pub fn awareness_frame(client: ClientID, clock: u32, name: &str) -> tungstenite::Message {
     let json = serde_json::json!({ "user": { "name": name, "color": "#30bced" } }).to_string();
-    let entry = AwarenessUpdateEntry {
-        clock,
-        json: Arc::from(json),
-    };
-    frame(&Message::Awareness(AwarenessUpdate {
-        clients: [(client, entry)].into_iter().collect(),
-    }))
+    let entry = AwarenessUpdateEntry { clock, json: Arc::from(json) };
+    frame(&Message::Awareness(AwarenessUpdate { clients: [(client, entry)].into_iter().collect() }))
 }
 
 /// Runs the y-websocket handshake for `doc`: sends our step 1, answers the server's step 1 with step 2, and waits
@@ -124,8 +112,7 @@ pub async fn sync(ws: &mut Ws, doc: &Doc) -> Result<()> {
             match message {
                 Message::Sync(SyncMessage::SyncStep1(their_sv)) => {
                     let update = doc.transact().encode_state_as_update_v1(&their_sv);
-                    ws.send(frame(&Message::Sync(SyncMessage::SyncStep2(update))))
-                        .await?;
+                    ws.send(frame(&Message::Sync(SyncMessage::SyncStep2(update)))).await?;
                 }
                 Message::Sync(SyncMessage::SyncStep2(update)) => {
                     apply(doc, &update)?;
@@ -139,12 +126,7 @@ pub async fn sync(ws: &mut Ws, doc: &Doc) -> Result<()> {
 }
 
 /// Connects and syncs an empty document, within [`SYNC_TIMEOUT`].
-pub async fn connect_synced(
-    url: &str,
-    addr: SocketAddr,
-    source: Option<Ipv4Addr>,
-    doc: &Doc,
-) -> Result<Ws> {
+pub async fn connect_synced(url: &str, addr: SocketAddr, source: Option<Ipv4Addr>, doc: &Doc) -> Result<Ws> {
     tokio::time::timeout(SYNC_TIMEOUT, async {
         let mut ws = connect(url, addr, source).await?;
         sync(&mut ws, doc).await?;
@@ -157,9 +139,7 @@ pub async fn connect_synced(
 /// Applies a Yjs v1 update to `doc`.
 pub fn apply(doc: &Doc, update: &[u8]) -> Result<()> {
     let update = Update::decode_v1(update).context("undecodable Yjs update")?;
-    doc.transact_mut()
-        .apply_update(update)
-        .context("apply update")?;
+    doc.transact_mut().apply_update(update).context("apply update")?;
     Ok(())
 }
 
@@ -177,38 +157,25 @@ mod tests {
             text.insert(&mut txn, 0, "ab");
             txn.encode_update_v1()
         };
-        let tungstenite::Message::Binary(data) = update_frame(update.clone()) else {
-            panic!("binary frame")
-        };
+        let tungstenite::Message::Binary(data) = update_frame(update.clone()) else { panic!("binary frame") };
         let messages = decode_frame(&data).expect("decodes");
         assert_eq!(messages.len(), 1);
         let payload = update_payload(&messages[0]).expect("an update");
         assert_eq!(payload, update.as_slice());
-        assert_eq!(
-            clock_ranges(payload).expect("ranges"),
-            vec![(ClientID::new(7), 0, 2)]
-        );
+        assert_eq!(clock_ranges(payload).expect("ranges"), vec![(ClientID::new(7), 0, 2)]);
 
         let other = Doc::new();
         apply(&other, payload).expect("applies");
-        assert_eq!(
-            other
-                .get_or_insert_text("content")
-                .get_string(&other.transact()),
-            "ab"
-        );
+        assert_eq!(other.get_or_insert_text("content").get_string(&other.transact()), "ab");
     }
 
     #[test]
     fn awareness_frames_decode() {
-        let tungstenite::Message::Binary(data) = awareness_frame(ClientID::new(9), 1, "bench")
-        else {
+        let tungstenite::Message::Binary(data) = awareness_frame(ClientID::new(9), 1, "bench") else {
             panic!("binary")
         };
         let messages = decode_frame(&data).expect("decodes");
-        let Message::Awareness(update) = &messages[0] else {
-            panic!("awareness")
-        };
+        let Message::Awareness(update) = &messages[0] else { panic!("awareness") };
         assert!(update.clients[&ClientID::new(9)].json.contains("bench"));
     }
 }

@@ -26,9 +26,7 @@ pub async fn post_json(addr: SocketAddr, path: &str, body: &str) -> Result<Respo
 }
 
 async fn post_inner(addr: SocketAddr, path: &str, body: &str) -> Result<Response> {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connect {addr}"))?;
+    let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
     let request = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
@@ -57,10 +55,7 @@ fn parse_response(raw: &[u8]) -> Result<Response> {
     }) {
         bail!("chunked responses are not supported by this small client");
     }
-    Ok(Response {
-        status,
-        body: body.to_string(),
-    })
+    Ok(Response { status, body: body.to_string() })
 }
 
 #[cfg(test)]

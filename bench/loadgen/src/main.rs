@@ -18,10 +18,7 @@ use tandem_bench::target::{CreateMode, Target};
 use tandem_bench::{report, system};
 
 #[derive(Parser, Debug)]
-#[command(
-    version,
-    about = "Load generator for y-websocket servers (tandem, the reference server, y-sweet)"
-)]
+#[command(version, about = "Load generator for y-websocket servers (tandem, the reference server, y-sweet)")]
 struct Cli {
     /// WebSocket URL template; `{doc}` is replaced by the document's id. Only 127.0.0.1 is accepted.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:8080/ws/{doc}")]
@@ -106,13 +103,7 @@ fn main() -> Result<()> {
 
     let mut line = Map::new();
     line.insert("scenario".into(), cli.scenario.name().into());
-    line.insert(
-        "case".into(),
-        cli.case
-            .clone()
-            .unwrap_or_else(|| cli.scenario.name().into())
-            .into(),
-    );
+    line.insert("case".into(), cli.case.clone().unwrap_or_else(|| cli.scenario.name().into()).into());
     line.insert("label".into(), cli.label.clone().into());
     line.insert("run".into(), cli.run.into());
     let failed = match result {
@@ -141,10 +132,7 @@ async fn run(cli: &Cli) -> Result<Figures> {
     if let Scenario::Limit(args) = &cli.scenario {
         return scenario::limit::run(args);
     }
-    let ctx = Ctx {
-        target: Target::new(&cli.url, cli.create)?,
-        server_pid: cli.server_pid,
-    };
+    let ctx = Ctx { target: Target::new(&cli.url, cli.create)?, server_pid: cli.server_pid };
     match &cli.scenario {
         Scenario::Fanout(args) => scenario::fanout::run(&ctx, args).await,
         Scenario::Throughput(args) => scenario::throughput::run(&ctx, args).await,

@@ -49,15 +49,9 @@ fn rows(scenario: &str, lines: &[&Line]) -> Vec<(String, &'static str)> {
             ("server_cpu_s", "s"),
             ("server_peak_rss_mib", "MiB"),
         ],
-        "cold-fill" => &[
-            ("seconds", "s to write the history"),
-            ("updates", "updates sent"),
-        ],
+        "cold-fill" => &[("seconds", "s to write the history"), ("updates", "updates sent")],
         "cold-measure" => &[
-            (
-                "sync_ms",
-                "ms to a full sync after a restart, lower is better",
-            ),
+            ("sync_ms", "ms to a full sync after a restart, lower is better"),
             ("connect_ms", "ms to the upgrade"),
             ("warm_sync_ms", "ms, a second client"),
             ("server_rss_mib", "MiB after loading"),
@@ -69,8 +63,7 @@ fn rows(scenario: &str, lines: &[&Line]) -> Vec<(String, &'static str)> {
         ],
         _ => &[],
     };
-    let mut out: Vec<(String, &'static str)> =
-        fixed.iter().map(|(k, d)| (k.to_string(), *d)).collect();
+    let mut out: Vec<(String, &'static str)> = fixed.iter().map(|(k, d)| (k.to_string(), *d)).collect();
     if scenario == "idle" {
         // One group of rows per step: keys such as kib_per_conn_5000.
         let mut steps: Vec<u64> = lines
@@ -81,24 +74,15 @@ fn rows(scenario: &str, lines: &[&Line]) -> Vec<(String, &'static str)> {
         steps.sort_unstable();
         steps.dedup();
         for step in steps {
-            out.push((
-                format!("kib_per_conn_{step}"),
-                "KiB of server RSS per connection, lower is better",
-            ));
+            out.push((format!("kib_per_conn_{step}"), "KiB of server RSS per connection, lower is better"));
             out.push((format!("connect_s_{step}"), "s to connect them all"));
-            out.push((
-                format!("client_kib_per_conn_{step}"),
-                "KiB of load-generator RSS per connection",
-            ));
+            out.push((format!("client_kib_per_conn_{step}"), "KiB of load-generator RSS per connection"));
         }
         out.push(("errors".into(), "connections that failed"));
         out.push(("dropped_by_server".into(), "connections the server closed"));
     }
     out.push(("client_cpu_s".into(), "load generator's own CPU s"));
-    out.push((
-        "other_cpu_s".into(),
-        "CPU s of everything else on the machine meanwhile",
-    ));
+    out.push(("other_cpu_s".into(), "CPU s of everything else on the machine meanwhile"));
     out.push(("wall_s".into(), "s"));
     out
 }
@@ -109,10 +93,7 @@ fn cell(lines: &[&Line], key: &str, runs: usize) -> (String, Option<f64>) {
         return ("–".into(), None);
     }
     if key == "finished" {
-        let yes = lines
-            .iter()
-            .filter(|l| l.get(key) == Some(&Value::Bool(true)))
-            .count();
+        let yes = lines.iter().filter(|l| l.get(key) == Some(&Value::Bool(true))).count();
         return (format!("{yes}/{}", lines.len()), None);
     }
     let values: Vec<f64> = lines.iter().filter_map(|l| l.get(key)?.as_f64()).collect();
@@ -167,8 +148,7 @@ pub fn run(args: &Args) -> Result<()> {
 fn read_lines(files: &[PathBuf]) -> Result<Vec<Line>> {
     let mut lines = Vec::new();
     for file in files {
-        let text =
-            std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
+        let text = std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?;
         lines.extend(text.lines().filter_map(|l| match serde_json::from_str(l) {
             Ok(Value::Object(map)) => Some(map),
             _ => None,
@@ -205,10 +185,8 @@ pub fn render(lines: &[Line], label_order: &[String]) -> String {
     for case in &cases {
         let in_case: Vec<&Line> = lines.iter().filter(|l| &text(l, "case") == case).collect();
         let scenario = text(in_case[0], "scenario");
-        let present: Vec<&String> = labels
-            .iter()
-            .filter(|lab| in_case.iter().any(|l| &&text(l, "label") == lab))
-            .collect();
+        let present: Vec<&String> =
+            labels.iter().filter(|lab| in_case.iter().any(|l| &&text(l, "label") == lab)).collect();
         let by_label: BTreeMap<&str, Vec<&Line>> = present
             .iter()
             .map(|lab| {
@@ -238,13 +216,7 @@ pub fn render(lines: &[Line], label_order: &[String]) -> String {
 
         let mut table_rows = rows(&scenario, &in_case);
         if scenario == "replay" && limit.is_some() {
-            table_rows.insert(
-                1,
-                (
-                    "fraction_of_limit".into(),
-                    "of the in-process limit (yrs alone)",
-                ),
-            );
+            table_rows.insert(1, ("fraction_of_limit".into(), "of the in-process limit (yrs alone)"));
         }
         for (key, what) in table_rows {
             let mut cells = Vec::new();
@@ -253,9 +225,7 @@ pub fn render(lines: &[Line], label_order: &[String]) -> String {
                 let (text, value) = if key == "fraction_of_limit" {
                     let (_, rate) = cell(lines, "edits_per_s", runs(lab));
                     match (rate, limit) {
-                        (Some(r), Some(lim)) if lim > 0.0 => {
-                            (format!("{:.3}", r / lim), Some(r / lim))
-                        }
+                        (Some(r), Some(lim)) if lim > 0.0 => (format!("{:.3}", r / lim), Some(r / lim)),
                         _ => ("–".into(), None),
                     }
                 } else {
@@ -274,30 +244,16 @@ pub fn render(lines: &[Line], label_order: &[String]) -> String {
                 let ratio = if key == "finished" {
                     None
                 } else {
-                    run_ratio(
-                        &by_label[present[0].as_str()],
-                        &by_label[lab.as_str()],
-                        &key,
-                        limit,
-                    )
+                    run_ratio(&by_label[present[0].as_str()], &by_label[lab.as_str()], &key, limit)
                 };
-                let _ = write!(
-                    row,
-                    " {} |",
-                    ratio.map_or("–".into(), |r| format!("{r:.2}"))
-                );
+                let _ = write!(row, " {} |", ratio.map_or("–".into(), |r| format!("{r:.2}")));
             }
             let _ = writeln!(out, "{row}");
         }
         let errors: Vec<String> = in_case
             .iter()
             .filter_map(|l| {
-                Some(format!(
-                    "{} run {}: {}",
-                    text(l, "label"),
-                    l.get("run")?,
-                    l.get("error")?.as_str()?
-                ))
+                Some(format!("{} run {}: {}", text(l, "label"), l.get("run")?, l.get("error")?.as_str()?))
             })
             .collect();
         for e in errors {
@@ -330,16 +286,11 @@ mod tests {
             line(
                 r#"{"scenario":"fanout","case":"fanout-100","label":"ref","run":1,"p99_ms":4.0,"client_cpu_s":2}"#,
             ),
-            line(
-                r#"{"scenario":"fanout","case":"fanout-100","label":"ref","run":2,"error":"boom"}"#,
-            ),
+            line(r#"{"scenario":"fanout","case":"fanout-100","label":"ref","run":2,"error":"boom"}"#),
         ];
         let md = render(&lines, &[]);
         assert!(md.contains("#### fanout-100"), "{md}");
-        assert!(
-            md.contains("| p99_ms (ms, lower is better) | 2.00 | 4.00 (1/2) | 0.25 |"),
-            "{md}"
-        );
+        assert!(md.contains("| p99_ms (ms, lower is better) | 2.00 | 4.00 (1/2) | 0.25 |"), "{md}");
         assert!(md.contains("error: ref run 2: boom"), "{md}");
     }
 }

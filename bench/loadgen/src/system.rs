@@ -19,10 +19,7 @@ pub fn process_cpu(pid: u32) -> Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("read /proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count fields after the last ')'.
-    let after_name = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("malformed /proc stat")?;
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("malformed /proc stat")?;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     // After the name come field 3 (state) onwards, so utime (14) and stime (15) are at 11 and 12.
     let ticks: u64 = fields
@@ -42,13 +39,7 @@ pub fn process_memory_kib(pid: u32, field: &str) -> Result<u64> {
     status
         .lines()
         .find_map(|line| {
-            line.strip_prefix(field)?
-                .strip_prefix(':')?
-                .trim()
-                .strip_suffix("kB")?
-                .trim()
-                .parse()
-                .ok()
+            line.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok()
         })
         .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }
@@ -67,10 +58,7 @@ pub fn raise_fd_limit() -> u64 {
             return 0;
         }
         if limit.rlim_cur < limit.rlim_max {
-            let wanted = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
+            let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
                 return wanted.rlim_cur;
             }
@@ -83,21 +71,11 @@ pub fn raise_fd_limit() -> u64 {
 /// `/proc/stat`. Minus the server's and our own, it shows how much else was running during a measurement.
 pub fn machine_busy_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
+    let fields: Vec<u64> =
+        stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
     // user nice system idle iowait irq softirq steal: busy is everything but idle and iowait.
-    let busy: u64 = fields
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, v)| v)
-        .sum();
+    let busy: u64 =
+        fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Some(Duration::from_nanos(busy * 1_000_000_000 / per_second))
@@ -112,10 +90,7 @@ pub struct ServerCpu {
 impl ServerCpu {
     /// Starts the interval now.
     pub fn start(pid: Option<u32>) -> Self {
-        Self {
-            pid,
-            start: pid.and_then(|pid| process_cpu(pid).ok()),
-        }
+        Self { pid, start: pid.and_then(|pid| process_cpu(pid).ok()) }
     }
 
     /// CPU seconds the server used since [`ServerCpu::start`], or `None` without a pid.

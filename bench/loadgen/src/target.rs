@@ -51,16 +51,9 @@ impl Target {
             .replace(DOC_PLACEHOLDER, "x")
             .parse()
             .with_context(|| format!("bad URL template {template:?}"))?;
-        ensure!(
-            uri.scheme_str() == Some("ws"),
-            "only ws:// URLs are supported, got {template:?}"
-        );
+        ensure!(uri.scheme_str() == Some("ws"), "only ws:// URLs are supported, got {template:?}");
         let addr = loopback_addr(&uri)?;
-        Ok(Self {
-            template: template.to_string(),
-            create,
-            addr,
-        })
+        Ok(Self { template: template.to_string(), create, addr })
     }
 
     /// Creates a fresh document; `hint` becomes its title or part of its name.
@@ -130,20 +123,12 @@ impl Target {
                     url.push_str("?token=");
                     url.push_str(&token);
                 }
-                let uri: Uri = url
-                    .parse()
-                    .with_context(|| format!("y-sweet gave a bad URL {url:?}"))?;
-                ensure!(
-                    loopback_addr(&uri)? == self.addr,
-                    "y-sweet pointed at another server: {url}"
-                );
+                let uri: Uri = url.parse().with_context(|| format!("y-sweet gave a bad URL {url:?}"))?;
+                ensure!(loopback_addr(&uri)? == self.addr, "y-sweet pointed at another server: {url}");
                 url
             }
         };
-        Ok(DocRef {
-            id: id.to_string(),
-            url,
-        })
+        Ok(DocRef { id: id.to_string(), url })
     }
 }
 
@@ -152,9 +137,7 @@ fn loopback_addr(uri: &Uri) -> Result<SocketAddr> {
     let host = uri.host().context("URL has no host")?;
     let ip = match host {
         "localhost" => Ipv4Addr::LOCALHOST,
-        other => other
-            .parse::<Ipv4Addr>()
-            .with_context(|| format!("host {other:?} is not 127.0.0.1"))?,
+        other => other.parse::<Ipv4Addr>().with_context(|| format!("host {other:?} is not 127.0.0.1"))?,
     };
     if ip != Ipv4Addr::LOCALHOST {
         bail!("refusing host {ip}: the load generator only sends traffic to 127.0.0.1");
@@ -167,10 +150,7 @@ pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
     );
     hasher.finish()
 }
@@ -181,8 +161,7 @@ mod tests {
 
     #[test]
     fn accepts_loopback_templates() {
-        let target =
-            Target::new("ws://127.0.0.1:8080/ws/{doc}", CreateMode::Tandem).expect("loopback");
+        let target = Target::new("ws://127.0.0.1:8080/ws/{doc}", CreateMode::Tandem).expect("loopback");
         assert_eq!(target.addr, "127.0.0.1:8080".parse().expect("addr"));
         assert!(Target::new("ws://localhost:1234/{doc}", CreateMode::None).is_ok());
     }
@@ -195,10 +174,7 @@ mod tests {
             "ws://127.0.0.2:80/{doc}",
             "wss://127.0.0.1/{doc}",
         ] {
-            assert!(
-                Target::new(bad, CreateMode::None).is_err(),
-                "{bad} must be refused"
-            );
+            assert!(Target::new(bad, CreateMode::None).is_err(), "{bad} must be refused");
         }
     }
 }

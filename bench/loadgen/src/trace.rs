@@ -31,8 +31,7 @@ pub struct Patch(pub u32, pub u32, pub String);
 impl Trace {
     /// Reads a gzipped JSON trace from exactly the path given (never from anywhere else).
     pub fn load(path: &Path) -> Result<Self> {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("open trace {}", path.display()))?;
+        let file = std::fs::File::open(path).with_context(|| format!("open trace {}", path.display()))?;
         let mut json = String::new();
         flate2::read::GzDecoder::new(file)
             .read_to_string(&mut json)
@@ -43,11 +42,7 @@ impl Trace {
         // outside the Basic Multilingual Plane, which holds for the traces we use; refuse the others.
         let bmp = |s: &str| s.chars().all(|c| c.len_utf16() == 1);
         ensure!(
-            bmp(&trace.start_content)
-                && trace
-                    .txns
-                    .iter()
-                    .all(|t| t.patches.iter().all(|p| bmp(&p.2))),
+            bmp(&trace.start_content) && trace.txns.iter().all(|t| t.patches.iter().all(|p| bmp(&p.2))),
             "trace {} has characters outside the BMP; positions would need converting",
             path.display()
         );
@@ -61,12 +56,8 @@ impl Trace {
 
     /// Characters inserted over the whole trace, start content included, in UTF-16 units: the writer's final clock.
     pub fn inserted_len(&self) -> u64 {
-        let inserted: usize = self
-            .txns
-            .iter()
-            .flat_map(|t| &t.patches)
-            .map(|p| p.2.encode_utf16().count())
-            .sum();
+        let inserted: usize =
+            self.txns.iter().flat_map(|t| &t.patches).map(|p| p.2.encode_utf16().count()).sum();
         (inserted + self.start_content.encode_utf16().count()) as u64
     }
 
@@ -129,15 +120,8 @@ pub fn encode_updates_cached(
         return Ok(encode_updates(trace, client_id).0);
     };
     let meta = std::fs::metadata(path)?;
-    let mtime = meta
-        .modified()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let stem = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let mtime = meta.modified()?.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stem = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let file = dir.join(format!("{stem}.{}-{mtime}-{client_id}.updates", meta.len()));
     if let Ok(bytes) = std::fs::read(&file)
         && let Some(updates) = decode_cache(&bytes)
@@ -147,8 +131,7 @@ pub fn encode_updates_cached(
     let (updates, _) = encode_updates(trace, client_id);
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, encode_cache(&updates))
-        .with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::write(&tmp, encode_cache(&updates)).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, &file)?;
     Ok(updates)
 }
@@ -198,9 +181,7 @@ pub fn apply_updates(updates: &[Vec<u8>]) -> Result<String> {
     let text = doc.get_or_insert_text(TEXT_NAME);
     for update in updates {
         let update = Update::decode_v1(update).context("undecodable update")?;
-        doc.transact_mut()
-            .apply_update(update)
-            .context("apply update")?;
+        doc.transact_mut().apply_update(update).context("apply update")?;
     }
     Ok(text.get_string(&doc.transact()))
 }

@@ -62,19 +62,12 @@ pub async fn fill(ctx: &Ctx, args: &FillArgs) -> Result<Figures> {
         for update in &updates {
             client::apply(&whole, update)?;
         }
-        updates = vec![
-            whole
-                .transact()
-                .encode_state_as_update_v1(&StateVector::default()),
-        ];
+        updates = vec![whole.transact().encode_state_as_update_v1(&StateVector::default())];
     }
     let doc = create_docs(ctx, "cold", 1).await?.remove(0);
     let timeout = Duration::from_secs_f64(args.timeout);
     let outcome = super::replay::push(ctx, &doc, &updates, &trace, args.window, timeout).await?;
-    ensure!(
-        outcome.done_after.is_some(),
-        "the fill did not reach the trace's final text within {timeout:?}"
-    );
+    ensure!(outcome.done_after.is_some(), "the fill did not reach the trace's final text within {timeout:?}");
     Ok(super::figures(json!({
         "doc": doc.id,
         "fill": format!("{:?}", args.fill).to_lowercase(),
@@ -87,12 +80,8 @@ pub async fn fill(ctx: &Ctx, args: &FillArgs) -> Result<Figures> {
 pub async fn measure(ctx: &Ctx, args: &MeasureArgs) -> Result<Figures> {
     let trace = Trace::load(&args.trace)?;
     let doc = ctx.target.doc(&args.doc).await?;
-    let first = sync_once(ctx, &doc.url, &trace)
-        .await
-        .context("first client")?;
-    let second = sync_once(ctx, &doc.url, &trace)
-        .await
-        .context("second client")?;
+    let first = sync_once(ctx, &doc.url, &trace).await.context("first client")?;
+    let second = sync_once(ctx, &doc.url, &trace).await.context("second client")?;
     let mut figures = super::figures(json!({
         "doc": doc.id,
         "connect_ms": ms(first.0),
@@ -115,9 +104,7 @@ async fn sync_once(ctx: &Ctx, url: &str, trace: &Trace) -> Result<(Duration, Dur
         .await
         .context("sync timed out")??;
     let synced = start.elapsed();
-    let text = doc
-        .get_or_insert_text(TEXT_NAME)
-        .get_string(&doc.transact());
+    let text = doc.get_or_insert_text(TEXT_NAME).get_string(&doc.transact());
     ensure!(
         text == trace.end_content,
         "synced text differs from the trace's final text ({} vs {} chars)",

@@ -45,15 +45,9 @@ pub struct Args {
 pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
     let doc = create_docs(ctx, "fanout", 1).await?.remove(0);
     let connect_start = Instant::now();
-    let readers = connect_many(
-        ctx,
-        std::slice::from_ref(&doc),
-        args.readers,
-        args.parallel,
-        |_| Doc::new(),
-    )
-    .await
-    .context("connect readers")?;
+    let readers = connect_many(ctx, std::slice::from_ref(&doc), args.readers, args.parallel, |_| Doc::new())
+        .await
+        .context("connect readers")?;
     let connect_s = connect_start.elapsed().as_secs_f64();
 
     let writer_doc = new_doc(WRITER_ID);
@@ -67,31 +61,15 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
     let last_send = start + period * args.updates as u32;
     let give_up = last_send + Duration::from_secs_f64(args.deadline);
     // Send time of insert c (the writer's clock c), in nanoseconds after `base`; written before the frame is sent.
-    let sent_at: Arc<Vec<AtomicU64>> =
-        Arc::new((0..args.updates).map(|_| AtomicU64::new(0)).collect());
+    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..args.updates).map(|_| AtomicU64::new(0)).collect());
 
     let cpu = ServerCpu::start(ctx.server_pid);
     let reader_tasks: Vec<_> = readers
         .into_iter()
-        .map(|(ws, _)| {
-            tokio::spawn(read_inserts(
-                ws,
-                sent_at.clone(),
-                base,
-                give_up,
-                args.updates,
-            ))
-        })
+        .map(|(ws, _)| tokio::spawn(read_inserts(ws, sent_at.clone(), base, give_up, args.updates)))
         .collect();
-    let writer_task = tokio::spawn(write_inserts(
-        writer,
-        writer_doc,
-        sent_at.clone(),
-        base,
-        start,
-        period,
-        give_up,
-    ));
+    let writer_task =
+        tokio::spawn(write_inserts(writer, writer_doc, sent_at.clone(), base, start, period, give_up));
 
     let mut latencies: Vec<u32> = Vec::with_capacity(args.readers * args.updates);
     let mut reader_errors = 0usize;
@@ -158,18 +136,10 @@ async fn write_inserts(
         let now = Instant::now();
         behind = now - due;
         slot.store((now - base).as_nanos() as u64, Ordering::Release);
-        sink.send(client::update_frame(update))
-            .await
-            .context("writer send")?;
+        sink.send(client::update_frame(update)).await.context("writer send")?;
     }
     // Keep reading our own echoes until the readers are done (see `Writer`).
-    Ok((
-        behind,
-        Writer {
-            sink,
-            reader: drain,
-        },
-    ))
+    Ok((behind, Writer { sink, reader: drain }))
 }
 
 /// A reader: for every update frame, the writer's clock range it covers marks those inserts as arrived now.

@@ -41,14 +41,9 @@ pub struct Args {
 }
 
 pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
-    ensure!(
-        !args.steps.is_empty() && args.steps.windows(2).all(|w| w[0] < w[1]),
-        "steps must increase"
-    );
+    ensure!(!args.steps.is_empty() && args.steps.windows(2).all(|w| w[0] < w[1]), "steps must increase");
     let fd_limit = system::raise_fd_limit();
-    let pid = ctx
-        .server_pid
-        .context("the idle scenario needs --server-pid to read the server's memory")?;
+    let pid = ctx.server_pid.context("the idle scenario needs --server-pid to read the server's memory")?;
     let docs = create_docs(ctx, "idle", args.docs).await?;
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     let rss_before = system::process_memory_kib(pid, "VmRSS")?;
@@ -95,27 +90,14 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
         let rss = system::process_memory_kib(pid, "VmRSS")?;
         let per_conn_kib = (rss.saturating_sub(rss_before)) as f64 / (step - errors).max(1) as f64;
         figures.insert(format!("connect_s_{step}"), round(connect_s, 3).into());
-        figures.insert(
-            format!("server_rss_mib_{step}"),
-            round(rss as f64 / 1024.0, 1).into(),
-        );
-        figures.insert(
-            format!("kib_per_conn_{step}"),
-            round(per_conn_kib, 2).into(),
-        );
-        let client_rss = system::own_rss_kib()
-            .unwrap_or(0)
-            .saturating_sub(client_rss_before);
-        figures.insert(
-            format!("client_kib_per_conn_{step}"),
-            round(client_rss as f64 / step as f64, 2).into(),
-        );
+        figures.insert(format!("server_rss_mib_{step}"), round(rss as f64 / 1024.0, 1).into());
+        figures.insert(format!("kib_per_conn_{step}"), round(per_conn_kib, 2).into());
+        let client_rss = system::own_rss_kib().unwrap_or(0).saturating_sub(client_rss_before);
+        figures
+            .insert(format!("client_kib_per_conn_{step}"), round(client_rss as f64 / step as f64, 2).into());
     }
     figures.insert("errors".into(), errors.into());
-    figures.insert(
-        "dropped_by_server".into(),
-        dropped.load(Ordering::Relaxed).into(),
-    );
+    figures.insert("dropped_by_server".into(), dropped.load(Ordering::Relaxed).into());
     if let Some(err) = first_error {
         figures.insert("first_error".into(), err.into());
     }
@@ -141,12 +123,9 @@ async fn hold_connection(
 ) {
     let connected = async {
         let _permit = permits.acquire().await?;
-        let mut ws =
-            client::connect_synced(&doc.url, addr, source_addr(index, sources), &Doc::new())
-                .await?;
+        let mut ws = client::connect_synced(&doc.url, addr, source_addr(index, sources), &Doc::new()).await?;
         let me = ClientID::new(FIRST_CLIENT_ID + index as u64);
-        ws.send(client::awareness_frame(me, 1, &format!("idle-{index}")))
-            .await?;
+        ws.send(client::awareness_frame(me, 1, &format!("idle-{index}"))).await?;
         anyhow::Ok(ws)
     }
     .await;

@@ -33,33 +33,20 @@ pub fn run(args: &Args) -> Result<Figures> {
         let started = Instant::now();
         let local = replay_local(&trace);
         let local_s = started.elapsed().as_secs_f64();
-        ensure!(
-            local == trace.end_content,
-            "local replay does not reach the final text"
-        );
+        ensure!(local == trace.end_content, "local replay does not reach the final text");
         let started = Instant::now();
         let _ = encode_updates(&trace, 1);
         let encode_s = started.elapsed().as_secs_f64();
         figures.insert("local_edits_per_s".into(), round(edits / local_s, 1).into());
-        figures.insert(
-            "encode_edits_per_s".into(),
-            round(edits / encode_s, 1).into(),
-        );
+        figures.insert("encode_edits_per_s".into(), round(edits / encode_s, 1).into());
     }
-    let updates = encode_updates_cached(
-        &args.trace,
-        &trace,
-        super::replay::WRITER_ID,
-        args.cache.as_deref(),
-    )?;
+    let updates =
+        encode_updates_cached(&args.trace, &trace, super::replay::WRITER_ID, args.cache.as_deref())?;
 
     let started = Instant::now();
     let applied = apply_updates(&updates)?;
     let apply_s = started.elapsed().as_secs_f64();
-    ensure!(
-        applied == trace.end_content,
-        "applying the updates does not reach the final text"
-    );
+    ensure!(applied == trace.end_content, "applying the updates does not reach the final text");
 
     figures.extend(super::figures(json!({
         "trace": args.trace.file_name().map(|n| n.to_string_lossy().into_owned()),

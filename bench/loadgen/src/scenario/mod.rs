@@ -35,10 +35,7 @@ impl Ctx {
     /// The server's resident memory in MiB, and its peak, when a pid was given.
     pub fn server_memory(&self, figures: &mut Figures) {
         let Some(pid) = self.server_pid else { return };
-        for (field, name) in [
-            ("VmRSS", "server_rss_mib"),
-            ("VmHWM", "server_peak_rss_mib"),
-        ] {
+        for (field, name) in [("VmRSS", "server_rss_mib"), ("VmHWM", "server_peak_rss_mib")] {
             if let Ok(kib) = system::process_memory_kib(pid, field) {
                 figures.insert(name.into(), (kib as f64 / 1024.0).round().into());
             }

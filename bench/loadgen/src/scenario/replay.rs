@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,7 +12,10 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite;
+use yrs::block::ClientID;
+use yrs::updates::decoder::Decode;
 use yrs::{GetString, Text, Transact};
+use yrs::{ID, IdSet, Update};
 
 use super::{Ctx, Figures, create_docs};
 use crate::client::{self, Ws};
@@ -62,15 +64,8 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
     let trace = Trace::load(&args.trace)?;
     let updates = encode_updates_cached(&args.trace, &trace, WRITER_ID, args.cache.as_deref())?;
     let doc = create_docs(ctx, "replay", 1).await?.remove(0);
-    let outcome = push(
-        ctx,
-        &doc,
-        &updates,
-        &trace,
-        args.window,
-        Duration::from_secs_f64(args.timeout),
-    )
-    .await?;
+    let outcome =
+        push(ctx, &doc, &updates, &trace, args.window, Duration::from_secs_f64(args.timeout)).await?;
     let seconds = outcome.done_after.unwrap_or(outcome.elapsed).as_secs_f64();
     // Progress of an unfinished replay: the share of the writer's inserted characters the observer has.
     let progress = if outcome.done_after.is_some() {
@@ -107,13 +102,14 @@ pub async fn push(
     timeout: Duration,
 ) -> Result<Outcome> {
     let observer_doc = new_doc(OBSERVER_ID);
-    let observer = client::connect_synced(&doc.url, ctx.target.addr, None, &observer_doc)
-        .await
-        .context("observer")?;
+    let observer =
+        client::connect_synced(&doc.url, ctx.target.addr, None, &observer_doc).await.context("observer")?;
     let writer = client::connect_synced(&doc.url, ctx.target.addr, None, &new_doc(WRITER_ID))
         .await
         .context("writer")?;
 
+    // Worked out before the clock starts: what acknowledges each update, for the writer's window.
+    let acks = acks_of(updates)?;
     let start = Instant::now();
     let give_up = start + timeout;
     let cpu = ServerCpu::start(ctx.server_pid);
@@ -127,34 +123,32 @@ pub async fn push(
         trace.end_len(),
         give_up,
     ));
-    let (stalls, mut writer) = send_all(writer, updates, window, give_up).await?;
+    let (stalls, mut writer) = send_all(writer, updates, &acks, window, give_up).await?;
     let observed = observe.await??;
     let done_after = observed.done_after;
     // Only now close the writer: a socket closed with unread echoes sends a reset, and the server's kernel drops
     // whatever the server had not read yet, losing the last updates.
     writer.close().await;
     let elapsed = done_after.unwrap_or_else(|| start.elapsed());
-    Ok(Outcome {
-        done_after,
-        elapsed,
-        observed,
-        stalls,
-        server_cpu_s: cpu.seconds(),
-    })
+    Ok(Outcome { done_after, elapsed, observed, stalls, server_cpu_s: cpu.seconds() })
 }
 
 /// The writer: sends each update as its own frame, at most `window` ahead of the echoes it has heard back.
+///
+/// A server may merge updates that arrive together into one echo, so echoes are not counted: an update is
+/// acknowledged once the echoes cover the writer's clock at its end and, when it deletes, the first item it
+/// deletes.
 async fn send_all(
     ws: Ws,
     updates: &[Vec<u8>],
+    acks: &[Ack],
     window: u64,
     give_up: Instant,
 ) -> Result<(u64, Writer)> {
     let (mut sink, mut stream) = ws.split();
-    let echoed = Arc::new(AtomicU64::new(0));
+    let echoed = Arc::new(std::sync::Mutex::new(Echoed::default()));
     let echo = Arc::new(Notify::new());
-    // Why the server ended the writer's socket, if it did (to explain a failed send).
-    let closed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let closed = Arc::new(std::sync::Mutex::new(None::<String>));
     let counter = {
         let (echoed, echo, closed) = (echoed.clone(), echo.clone(), closed.clone());
         tokio::spawn(async move {
@@ -174,12 +168,15 @@ async fn send_all(
                 let Ok(messages) = client::decode_frame(&data) else {
                     continue;
                 };
-                let n = messages
-                    .iter()
-                    .filter(|m| client::update_payload(m).is_some())
-                    .count() as u64;
-                if n > 0 {
-                    echoed.fetch_add(n, Ordering::Release);
+                let mut heard = false;
+                for update in messages.iter().filter_map(client::update_payload) {
+                    let Ok(update) = Update::decode_v1(update) else { continue };
+                    if let Ok(mut echoed) = echoed.lock() {
+                        echoed.add(&update);
+                        heard = true;
+                    }
+                }
+                if heard {
                     echo.notify_one();
                 }
             };
@@ -189,11 +186,20 @@ async fn send_all(
         })
     };
     let mut stalls = 0;
-    for (sent, update) in (0u64..).zip(updates) {
+    let mut acked = 0usize;
+    for (sent, update) in updates.iter().enumerate() {
         if Instant::now() >= give_up {
             break;
         }
-        while window > 0 && sent.saturating_sub(echoed.load(Ordering::Acquire)) >= window {
+        loop {
+            if let Ok(echoed) = echoed.lock() {
+                while acked < sent && echoed.covers(&acks[acked]) {
+                    acked += 1;
+                }
+            }
+            if window == 0 || ((sent - acked) as u64) < window {
+                break;
+            }
             sink.flush().await?;
             if tokio::time::timeout(STALL, echo.notified()).await.is_err() {
                 stalls += 1;
@@ -201,22 +207,59 @@ async fn send_all(
             }
         }
         if let Err(err) = sink.feed(client::update_frame(update.clone())).await {
-            let why = closed
-                .lock()
-                .ok()
-                .and_then(|slot| slot.clone())
-                .unwrap_or_default();
+            let why = closed.lock().ok().and_then(|slot| slot.clone()).unwrap_or_default();
             anyhow::bail!("writer send after {sent} updates: {err} (server side: {why})");
         }
     }
     sink.flush().await?;
-    Ok((
-        stalls,
-        Writer {
-            sink,
-            reader: counter,
-        },
-    ))
+    Ok((stalls, Writer { sink, reader: counter }))
+}
+
+/// What an update must see echoed to count as acknowledged.
+pub struct Ack {
+    /// The writer's clock at the end of the update.
+    clock: u32,
+    /// The first item the update deletes, if it deletes.
+    deleted: Option<ID>,
+}
+
+/// What the writer has heard back so far.
+#[derive(Default)]
+struct Echoed {
+    clock: u32,
+    deleted: IdSet,
+}
+
+impl Echoed {
+    fn add(&mut self, update: &Update) {
+        let writer = ClientID::new(WRITER_ID);
+        let insertions = update.insertions(true);
+        let ends = insertions.iter().filter(|(client, _)| **client == writer);
+        let end = ends.flat_map(|(_, ranges)| ranges.iter().map(|r| r.end).collect::<Vec<_>>()).max();
+        self.clock = self.clock.max(end.unwrap_or(0));
+        self.deleted.merge_with(update.delete_set().clone());
+    }
+
+    fn covers(&self, ack: &Ack) -> bool {
+        self.clock >= ack.clock && ack.deleted.is_none_or(|id| self.deleted.contains(&id))
+    }
+}
+
+/// For each update, what acknowledges it.
+fn acks_of(updates: &[Vec<u8>]) -> Result<Vec<Ack>> {
+    let mut echoed = Echoed::default();
+    updates
+        .iter()
+        .map(|bytes| {
+            let update = Update::decode_v1(bytes).context("trace update")?;
+            echoed.add(&update);
+            let deleted =
+                update.delete_set().iter().next().and_then(|(client, ranges)| {
+                    ranges.iter().next().map(|range| ID::new(*client, range.start))
+                });
+            Ok(Ack { clock: echoed.clock, deleted })
+        })
+        .collect()
 }
 
 /// The writer's socket after sending: the reader task keeps draining echoes until [`Writer::close`].
@@ -261,33 +304,22 @@ async fn observe(
     let text = doc.get_or_insert_text(TEXT_NAME);
     let writer = yrs::ClientID::new(WRITER_ID);
     let clock = |doc: &yrs::Doc| yrs::ReadTxn::state_vector(&doc.transact()).get(&writer);
-    let mut observed = Observed {
-        done_after: None,
-        clock: 0,
-        reconnects: 0,
-        first_close: None,
-    };
+    let mut observed = Observed { done_after: None, clock: 0, reconnects: 0, first_close: None };
     loop {
         let data = match tokio::time::timeout_at(give_up, ws.next()).await {
             Err(_) => break,
             Ok(Some(Ok(tungstenite::Message::Binary(data)))) => Some(data),
             Ok(Some(Ok(tungstenite::Message::Close(frame)))) => {
-                observed
-                    .first_close
-                    .get_or_insert_with(|| format!("{frame:?}"));
+                observed.first_close.get_or_insert_with(|| format!("{frame:?}"));
                 None
             }
             Ok(Some(Ok(_))) => continue,
             Ok(Some(Err(err))) => {
-                observed
-                    .first_close
-                    .get_or_insert_with(|| format!("read error: {err}"));
+                observed.first_close.get_or_insert_with(|| format!("read error: {err}"));
                 None
             }
             Ok(None) => {
-                observed
-                    .first_close
-                    .get_or_insert_with(|| "connection ended".into());
+                observed.first_close.get_or_insert_with(|| "connection ended".into());
                 None
             }
         };
@@ -304,9 +336,7 @@ async fn observe(
                     break;
                 }
                 observed.reconnects += 1;
-                ws = client::connect_synced(&url, addr, None, &doc)
-                    .await
-                    .context("observer reconnect")?;
+                ws = client::connect_synced(&url, addr, None, &doc).await.context("observer reconnect")?;
             }
         }
         let txn = doc.transact();

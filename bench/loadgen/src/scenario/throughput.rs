@@ -52,11 +52,9 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
     let docs = create_docs(ctx, "throughput", args.docs).await?;
     let total = args.docs * args.clients;
     let connect_start = Instant::now();
-    let clients = connect_many(ctx, &docs, total, args.parallel, |i| {
-        new_doc(FIRST_CLIENT_ID + i as u64)
-    })
-    .await
-    .context("connect clients")?;
+    let clients = connect_many(ctx, &docs, total, args.parallel, |i| new_doc(FIRST_CLIENT_ID + i as u64))
+        .await
+        .context("connect clients")?;
     let connect_s = connect_start.elapsed().as_secs_f64();
 
     let start = Instant::now() + Duration::from_millis(200);
