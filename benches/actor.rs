@@ -56,7 +56,8 @@ impl Backend {
     async fn drop_database(&self, name: Option<String>) {
         if let (Self::Postgres(admin), Some(name)) = (self, name) {
             let mut conn = sqlx::PgConnection::connect(admin).await.expect("connect to Postgres");
-            let _ = sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await;
+            let _ =
+                sqlx::query(&format!("drop database if exists {name} with (force)")).execute(&mut conn).await;
         }
     }
 }
@@ -84,7 +85,9 @@ async fn run_once(backend: &Backend, messages: Vec<ClientMessage>) -> Duration {
 
 fn actor_benches(c: &mut Criterion) {
     let Some(path) = std::env::var_os("TANDEM_TRACE").map(PathBuf::from) else {
-        eprintln!("skipping the actor benches: set TANDEM_TRACE, e.g. TANDEM_TRACE=../shared/traces/automerge-paper.json.gz");
+        eprintln!(
+            "skipping the actor benches: set TANDEM_TRACE, e.g. TANDEM_TRACE=../shared/traces/automerge-paper.json.gz"
+        );
         return;
     };
     let trace = Trace::load(&path).expect("readable trace");
