@@ -171,7 +171,7 @@ impl Persist {
             let state = state();
             let had_dropped = mem::take(&mut self.dropped);
             async move {
-                let result = store.write_snapshot(id, upto_seq, &state).await.map(|()| upto_seq);
+                let result = store.write_snapshot(id, upto_seq, state).await.map(|()| upto_seq);
                 let job = Job::Snapshot { folded: batch, folded_bytes: bytes, had_dropped };
                 Outcome { job, result }
             }
@@ -180,7 +180,7 @@ impl Persist {
             return;
         } else {
             async move {
-                let result = store.append_updates(id, &batch).await;
+                let result = store.append_updates(id, batch.clone()).await;
                 Outcome { job: Job::Append { batch, bytes }, result }
             }
             .boxed()
@@ -268,8 +268,7 @@ mod tests {
 
     fn persist() -> Persist {
         // Never connected: these tests only drive the bookkeeping, not the writes.
-        let pool = sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("lazy pool");
-        Persist::new(DocId::new(), Store::Sqlite(pool), &settings(), 0, 0, 0)
+        Persist::new(DocId::new(), Store::unconnected(), &settings(), 0, 0, 0)
     }
 
     fn update(len: usize) -> Bytes {

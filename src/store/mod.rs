@@ -11,6 +11,7 @@
 mod postgres;
 mod sqlite;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +25,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The database, shared by every task (a cheap clone of a pool handle).
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(sqlite::Sqlite),
     Postgres(sqlx::PgPool),
 }
 
@@ -37,6 +38,11 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// One error of a commit that several documents' writes shared.
+    #[error("database: {0}")]
+    Shared(Arc<sqlx::Error>),
+    #[error("the database writer has stopped")]
+    WriterStopped,
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("could not create the database folder: {0}")]
@@ -60,7 +66,7 @@ impl Store {
         let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Self::Postgres(postgres::connect(url).await?)
         } else if url.starts_with("sqlite:") {
-            Self::Sqlite(sqlite::connect(url).await?)
+            Self::Sqlite(sqlite::Sqlite::open(url).await?)
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
@@ -70,7 +76,7 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Self::Sqlite(db) => sqlx::migrate!("./migrations/sqlite").run(&db.pool).await?,
             Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
@@ -87,21 +93,21 @@ impl Store {
     /// Ok while the database answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlite::ping(pool).await,
+            Self::Sqlite(db) => sqlite::ping(&db.pool).await,
             Self::Postgres(pool) => postgres::ping(pool).await,
         }
     }
 
     pub async fn create_doc(&self, title: &Title) -> Result<Doc, StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlite::create_doc(pool, title).await,
+            Self::Sqlite(db) => sqlite::create_doc(&db.pool, title).await,
             Self::Postgres(pool) => postgres::create_doc(pool, title).await,
         }
     }
 
     pub async fn get_doc(&self, id: DocId) -> Result<Option<Doc>, StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlite::get_doc(pool, id).await,
+            Self::Sqlite(db) => sqlite::get_doc(&db.pool, id).await,
             Self::Postgres(pool) => postgres::get_doc(pool, id).await,
         }
     }
@@ -109,14 +115,14 @@ impl Store {
     /// Up to `limit` documents, newest `updated_at` first, strictly after `after`.
     pub async fn list_docs(&self, limit: u32, after: Option<PageCursor>) -> Result<Vec<Doc>, StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlite::list_docs(pool, limit, after).await,
+            Self::Sqlite(db) => sqlite::list_docs(&db.pool, limit, after).await,
             Self::Postgres(pool) => postgres::list_docs(pool, limit, after).await,
         }
     }
 
     pub async fn rename_doc(&self, id: DocId, title: &Title) -> Result<Option<Doc>, StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlite::rename_doc(pool, id, title).await,
+            Self::Sqlite(db) => sqlite::rename_doc(&db.pool, id, title).await,
             Self::Postgres(pool) => postgres::rename_doc(pool, id, title).await,
         }
     }
@@ -124,7 +130,7 @@ impl Store {
     /// Deletes the document with its log and snapshots; false if there was none.
     pub async fn delete_doc(&self, id: DocId) -> Result<bool, StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlite::delete_doc(pool, id).await,
+            Self::Sqlite(db) => sqlite::delete_doc(&db.pool, id).await,
             Self::Postgres(pool) => postgres::delete_doc(pool, id).await,
         }
     }
@@ -132,28 +138,36 @@ impl Store {
     /// The stored content of a document; `NotFound` if the document does not exist.
     pub async fn load_state(&self, id: DocId) -> Result<StoredState, StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlite::load_state(pool, id).await,
+            Self::Sqlite(db) => sqlite::load_state(&db.pool, id).await,
             Self::Postgres(pool) => postgres::load_state(pool, id).await,
         }
     }
 
     /// Appends `updates` to the log in one transaction and marks the document updated.
     /// Returns the `seq` of the last row written. `NotFound` if the document is gone.
-    pub async fn append_updates(&self, id: DocId, updates: &[Bytes]) -> Result<i64, StoreError> {
+    /// On SQLite the write joins other documents' writes in one commit (see `sqlite`).
+    pub async fn append_updates(&self, id: DocId, updates: Vec<Bytes>) -> Result<i64, StoreError> {
         debug_assert!(!updates.is_empty());
         match self {
-            Self::Sqlite(pool) => sqlite::append_updates(pool, id, updates).await,
-            Self::Postgres(pool) => postgres::append_updates(pool, id, updates).await,
+            Self::Sqlite(db) => db.append_updates(id, updates).await,
+            Self::Postgres(pool) => postgres::append_updates(pool, id, &updates).await,
         }
     }
 
     /// Stores `state` as the snapshot covering every log row up to `upto_seq`, deletes those
     /// rows and older snapshots, and marks the document updated, in one transaction.
     /// `NotFound` if the document is gone.
-    pub async fn write_snapshot(&self, id: DocId, upto_seq: i64, state: &[u8]) -> Result<(), StoreError> {
+    pub async fn write_snapshot(&self, id: DocId, upto_seq: i64, state: Vec<u8>) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlite::write_snapshot(pool, id, upto_seq, state).await,
-            Self::Postgres(pool) => postgres::write_snapshot(pool, id, upto_seq, state).await,
+            Self::Sqlite(db) => db.write_snapshot(id, upto_seq, state).await,
+            Self::Postgres(pool) => postgres::write_snapshot(pool, id, upto_seq, &state).await,
         }
+    }
+
+    /// A SQLite store that never connects, for tests of bookkeeping around the store.
+    #[cfg(test)]
+    pub(crate) fn unconnected() -> Self {
+        let pool = sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("lazy pool");
+        Self::Sqlite(sqlite::Sqlite::with_pool(pool))
     }
 }

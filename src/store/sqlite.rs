@@ -1,13 +1,22 @@
 //! The embedded SQLite backend: one file in WAL mode, timestamps as integer microseconds.
+//!
+//! SQLite has one writer at a time, and every commit waits for its fsync. With many busy
+//! documents each committing its own batch, the writers queue on the file lock (SQLite's busy
+//! handler sleeps between attempts) and durability lags by seconds. So the documents' log
+//! appends and snapshots go through one writer task, which commits everything queued since
+//! its last commit in one transaction: group commit across documents, one fsync per round.
 
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{ACQUIRE_TIMEOUT, StoreError, StoredState};
@@ -20,7 +29,110 @@ const POOL_SIZE: u32 = 4;
 /// How long a writer waits for the write lock before failing (the actor then retries).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
+/// Writes waiting for the writer task. Each document has at most one write in flight, so
+/// this only fills with more open documents than this; their actors then wait to queue.
+const WRITE_QUEUE: usize = 1024;
+
+/// At most this many writes share one transaction, so one commit stays short.
+const WRITES_PER_COMMIT: usize = 256;
+
+/// The SQLite store: a pool for reads and REST calls, and the queue of the writer task that
+/// commits documents' content.
+#[derive(Clone, Debug)]
+pub struct Sqlite {
+    pub(super) pool: SqlitePool,
+    writes: mpsc::Sender<Write>,
+}
+
+/// One document's write, with where its outcome goes.
+#[derive(Debug)]
+struct Write {
+    id: String,
+    op: Op,
+    done: oneshot::Sender<Result<i64, StoreError>>,
+}
+
+#[derive(Debug)]
+enum Op {
+    Append(Vec<Bytes>),
+    Snapshot { upto_seq: i64, state: Vec<u8> },
+}
+
+impl Sqlite {
+    /// Opens the database file and starts the writer task (on the current runtime).
+    pub(super) async fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(Self::with_pool(connect(url).await?))
+    }
+
+    pub(super) fn with_pool(pool: SqlitePool) -> Self {
+        let (writes, queue) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(write_loop(pool.clone(), queue));
+        Self { pool, writes }
+    }
+
+    /// Appends `updates` to the log; see `Store::append_updates`.
+    pub(super) async fn append_updates(&self, id: DocId, updates: Vec<Bytes>) -> Result<i64, StoreError> {
+        self.write(id, Op::Append(updates)).await
+    }
+
+    /// Writes a snapshot and compacts the log; see `Store::write_snapshot`.
+    pub(super) async fn write_snapshot(
+        &self,
+        id: DocId,
+        upto_seq: i64,
+        state: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.write(id, Op::Snapshot { upto_seq, state }).await.map(drop)
+    }
+
+    async fn write(&self, id: DocId, op: Op) -> Result<i64, StoreError> {
+        let (done, outcome) = oneshot::channel();
+        let write = Write { id: id.to_string(), op, done };
+        self.writes.send(write).await.map_err(|_| StoreError::WriterStopped)?;
+        outcome.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+/// The writer task: takes everything queued, commits it in one transaction, answers each
+/// write, repeats. Ends when every handle to the store is gone.
+async fn write_loop(pool: SqlitePool, mut queue: mpsc::Receiver<Write>) {
+    let mut round = Vec::with_capacity(WRITES_PER_COMMIT);
+    while queue.recv_many(&mut round, WRITES_PER_COMMIT).await > 0 {
+        match commit(&pool, &round).await {
+            Ok(outcomes) => {
+                for (write, outcome) in round.drain(..).zip(outcomes) {
+                    let _ = write.done.send(outcome);
+                }
+            }
+            // Nothing of the round was stored: every document keeps its batch and retries.
+            Err(err) => {
+                let err = Arc::new(err);
+                for write in round.drain(..) {
+                    let _ = write.done.send(Err(StoreError::Shared(Arc::clone(&err))));
+                }
+            }
+        }
+    }
+}
+
+/// Stores a round of writes in one transaction. A document deleted meanwhile gets its own
+/// `NotFound` (its `touch` finds no row and writes nothing); a database error fails the round.
+async fn commit(pool: &SqlitePool, round: &[Write]) -> Result<Vec<Result<i64, StoreError>>, sqlx::Error> {
+    let now = model::now().timestamp_micros();
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(round.len());
+    for write in round {
+        let outcome = match &write.op {
+            Op::Append(updates) => append(&mut tx, &write.id, updates, now).await?,
+            Op::Snapshot { upto_seq, state } => snapshot(&mut tx, &write.id, *upto_seq, state, now).await?,
+        };
+        outcomes.push(outcome);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -170,75 +282,74 @@ pub(super) async fn load_state(pool: &SqlitePool, id: DocId) -> Result<StoredSta
     Ok(state)
 }
 
-/// Marks a document updated, as the first statement of a write transaction: a write first
-/// takes the write lock at once (waiting for it under busy_timeout) instead of failing on a
-/// read-to-write upgrade. `NotFound` if the document is gone.
-async fn touch(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, id: &str, now: i64) -> Result<(), StoreError> {
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+
+/// Marks a document updated, as the first statement of its part of a write: false if the
+/// document is gone (then nothing else of it is written).
+async fn touch(tx: &mut Tx<'_>, id: &str, now: i64) -> Result<bool, sqlx::Error> {
     let touched = sqlx::query("update documents set updated_at = ? where id = ?")
         .bind(now)
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    if touched.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
+    Ok(touched.rows_affected() > 0)
 }
 
-pub(super) async fn append_updates(
-    pool: &SqlitePool,
-    id: DocId,
+/// Appends to the log; the outcome is the `seq` of the last row, or `NotFound`.
+async fn append(
+    tx: &mut Tx<'_>,
+    id: &str,
     updates: &[Bytes],
-) -> Result<i64, StoreError> {
-    let id = id.to_string();
-    let now = model::now().timestamp_micros();
-    let mut tx = pool.begin().await?;
-    touch(&mut tx, &id, now).await?;
+    now: i64,
+) -> Result<Result<i64, StoreError>, sqlx::Error> {
+    if !touch(tx, id, now).await? {
+        return Ok(Err(StoreError::NotFound));
+    }
     let mut last_seq = 0;
     for update in updates {
         let done = sqlx::query("insert into doc_updates (doc_id, data, created_at) values (?, ?, ?)")
-            .bind(&id)
+            .bind(id)
             .bind(update.as_ref())
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await?;
         last_seq = done.last_insert_rowid();
     }
-    tx.commit().await?;
-    Ok(last_seq)
+    Ok(Ok(last_seq))
 }
 
-pub(super) async fn write_snapshot(
-    pool: &SqlitePool,
-    id: DocId,
+/// Stores the snapshot and deletes the log rows and snapshots it covers; `NotFound` if the
+/// document is gone.
+async fn snapshot(
+    tx: &mut Tx<'_>,
+    id: &str,
     upto_seq: i64,
     state: &[u8],
-) -> Result<(), StoreError> {
-    let id = id.to_string();
-    let now = model::now().timestamp_micros();
-    let mut tx = pool.begin().await?;
+    now: i64,
+) -> Result<Result<i64, StoreError>, sqlx::Error> {
     // Snapshots follow edits, so marking the document updated is true.
-    touch(&mut tx, &id, now).await?;
+    if !touch(tx, id, now).await? {
+        return Ok(Err(StoreError::NotFound));
+    }
     sqlx::query(
         "insert into doc_snapshots (doc_id, upto_seq, state, created_at) values (?1, ?2, ?3, ?4)
          on conflict (doc_id, upto_seq) do update set state = ?3, created_at = ?4",
     )
-    .bind(&id)
+    .bind(id)
     .bind(upto_seq)
     .bind(state)
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     sqlx::query("delete from doc_updates where doc_id = ? and seq <= ?")
-        .bind(&id)
+        .bind(id)
         .bind(upto_seq)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
     sqlx::query("delete from doc_snapshots where doc_id = ? and upto_seq < ?")
-        .bind(&id)
+        .bind(id)
         .bind(upto_seq)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    tx.commit().await?;
-    Ok(())
+    Ok(Ok(upto_seq))
 }

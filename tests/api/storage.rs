@@ -3,13 +3,20 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use sqlx::Row;
+use tandem::model::Title;
+use tandem::store::{Store, StoreError};
 use yrs::{Doc, ReadTxn, Text, Transact};
 
 use crate::helpers::{Backend, PATIENCE, TestApp, TestDb};
 use crate::on_both_backends;
 
-on_both_backends!(updates_are_logged_in_batches, the_log_is_compacted_into_snapshots);
+on_both_backends!(
+    updates_are_logged_in_batches,
+    the_log_is_compacted_into_snapshots,
+    many_documents_write_at_once
+);
 
 /// Rows in the log, snapshots, and distinct write transactions (batches) of a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +209,66 @@ async fn the_log_is_compacted_into_snapshots(backend: Backend) {
     drop(client);
     let app = app.restart().await;
     assert_eq!(app.text(&id).await, expected);
+}
+
+/// Writes of many documents at the same moment (on SQLite they share commits): each gets its
+/// own outcome, a deleted document's write fails alone, and every other write is stored.
+async fn many_documents_write_at_once(backend: Backend) {
+    const DOCS: usize = 40;
+    let db = TestDb::new(backend).await;
+    let store = Store::connect(&db.url).await.expect("store");
+    let mut ids = Vec::new();
+    for i in 0..DOCS {
+        ids.push(store.create_doc(&Title::parse(&format!("doc {i}")).unwrap()).await.unwrap().id);
+    }
+    let gone = ids[DOCS / 2];
+    assert!(store.delete_doc(gone).await.unwrap());
+
+    let update_for = |i: usize| Bytes::from(update_inserting(&format!("text of {i}")));
+    let appends = ids.iter().enumerate().map(|(i, &id)| {
+        let store = store.clone();
+        async move { store.append_updates(id, vec![update_for(i), update_for(i + 1000)]).await }
+    });
+    let outcomes = futures_util::future::join_all(appends).await;
+    for (i, (&id, outcome)) in ids.iter().zip(outcomes).enumerate() {
+        if id == gone {
+            assert!(matches!(outcome, Err(StoreError::NotFound)), "deleted doc: {outcome:?}");
+            continue;
+        }
+        let last_seq = outcome.unwrap_or_else(|e| panic!("doc {i}: {e}"));
+        let state = store.load_state(id).await.unwrap();
+        assert_eq!(state.last_seq, last_seq, "doc {i} got another document's seq");
+        assert_eq!(state.updates, vec![update_for(i).to_vec(), update_for(i + 1000).to_vec()], "doc {i}");
+    }
+    if backend == Backend::Sqlite {
+        let rows = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+        let commits: i64 = sqlx::query_scalar("select count(distinct created_at) from doc_updates")
+            .fetch_one(&rows)
+            .await
+            .unwrap();
+        assert!(commits < (DOCS / 2) as i64, "{DOCS} documents' writes took {commits} commits");
+    }
+
+    let snapshots = ids.iter().enumerate().filter(|&(_, &id)| id != gone).map(|(i, &id)| {
+        let store = store.clone();
+        async move {
+            let upto_seq = store.load_state(id).await.unwrap().last_seq;
+            store.write_snapshot(id, upto_seq, update_for(i).to_vec()).await.map(|()| (i, id))
+        }
+    });
+    for outcome in futures_util::future::join_all(snapshots).await {
+        let (i, id) = outcome.unwrap();
+        let state = store.load_state(id).await.unwrap();
+        assert_eq!(state.snapshot, Some(update_for(i).to_vec()), "doc {i}");
+        assert!(state.updates.is_empty(), "doc {i}: the snapshot covers the log");
+    }
+}
+
+/// The same bytes for the same text (a fixed client id).
+fn update_inserting(text: &str) -> Vec<u8> {
+    let doc = Doc::with_client_id(1);
+    doc.get_or_insert_text("content").insert(&mut doc.transact_mut(), 0, text);
+    doc.transact().encode_state_as_update_v1(&Default::default())
 }
 
 /// While the database refuses connections, edits go on in memory, `/readyz` says 503, and
