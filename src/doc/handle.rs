@@ -130,7 +130,24 @@ impl DocHandle {
 
     /// Hands a checked client message to the actor, waiting while its inbox is full.
     pub async fn client_message(&self, conn: ConnId, msg: ClientMessage) -> Result<(), DocError> {
-        self.send(DocMsg::Client { conn, msg }).await
+        self.client_messages(conn, vec![msg]).await
+    }
+
+    /// Hands checked client messages to the actor in order, waiting while its inbox is full.
+    /// The wait is boxed: it is rare, and inline it would add hundreds of bytes to every
+    /// connection's task, idle or not.
+    pub async fn client_messages(&self, conn: ConnId, messages: Vec<ClientMessage>) -> Result<(), DocError> {
+        let mut messages = messages.into_iter();
+        loop {
+            // No message is bound across the await below (that too would size the task).
+            let Some(msg) = messages.next() else { return Ok(()) };
+            let wait = match self.tx.try_send(DocMsg::Client { conn, msg }) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(DocError::Gone),
+                Err(mpsc::error::TrySendError::Full(msg)) => Box::pin(self.send(msg)),
+            };
+            wait.await?;
+        }
     }
 
     pub async fn disconnect(&self, conn: ConnId) {
@@ -148,5 +165,43 @@ impl DocHandle {
 
     pub(super) async fn close(&self) {
         let _ = self.ask(|respond_to| DocMsg::Close { respond_to }).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn queries(n: usize) -> Vec<ClientMessage> {
+        (0..n).map(|_| ClientMessage::QueryAwareness).collect()
+    }
+
+    #[tokio::test]
+    async fn messages_wait_for_room_in_a_full_inbox_and_keep_their_order() {
+        let (tx, mut inbox) = mpsc::channel(2);
+        let handle = DocHandle::new(tx);
+        let (a, b) = (ConnId::next(), ConnId::next());
+        handle.client_messages(a, queries(1)).await.unwrap();
+        let sending = tokio::spawn({
+            let handle = handle.clone();
+            async move { handle.client_messages(b, queries(3)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!sending.is_finished(), "sent into a full inbox");
+        let mut from = Vec::new();
+        while from.len() < 4 {
+            match inbox.recv().await {
+                Some(DocMsg::Client { conn, msg: ClientMessage::QueryAwareness }) => from.push(conn),
+                _ => panic!("unexpected message"),
+            }
+        }
+        assert_eq!(from, [a, b, b, b]);
+        sending.await.unwrap().unwrap();
+
+        drop(inbox);
+        let gone = handle.client_messages(a, queries(1)).await;
+        assert!(matches!(gone, Err(DocError::Gone)), "{gone:?}");
     }
 }

@@ -127,26 +127,28 @@ fn check_handshake(method: &Method, version: Version, headers: &HeaderMap) -> Re
 /// The upgraded connection (a TCP stream underneath).
 type Io = TokioIo<Upgraded>;
 
-/// One connection, for its whole life, in one task.
+/// One connection, for its whole life, in one task. The task is sized for its largest state,
+/// and every connection holds one even while idle: the steps that run once (joining,
+/// leaving, closing) are boxed so that only the pump sets the size (1.1 KiB, from 1.9).
 async fn serve(app: AppState, id: DocId, io: Io) {
     let mut conn = Connection::new(io, app.config.max_message_bytes, app.config.max_messages_per_sec);
-    let joined = app.registry.connect(id, app.config.client_queue).await;
+    let joined = Box::pin(app.registry.connect(id, app.config.client_queue)).await;
     let (handle, sub) = match joined {
         Ok(joined) => joined,
         Err(err) => {
             tracing::debug!(doc_id = %id, error = %err, "connection refused");
-            conn.close(err.close()).await;
+            Box::pin(conn.close(err.close())).await;
             return;
         }
     };
     let end = conn.pump(&handle, &sub).await;
-    handle.disconnect(sub.conn).await;
+    Box::pin(handle.disconnect(sub.conn)).await;
     match end {
         End::Close(reason) => {
             tracing::debug!(doc_id = %id, code = reason.code, reason = reason.reason, "closing connection");
-            conn.close(reason).await;
+            Box::pin(conn.close(reason)).await;
         }
-        End::Closing(code) => conn.answer_close(code).await,
+        End::Closing(code) => Box::pin(conn.answer_close(code)).await,
         End::Broken => {}
     }
 }
@@ -215,7 +217,7 @@ impl Connection {
                     if self.last_seen.elapsed() > SILENCE_LIMIT {
                         return End::Close(CLOSE_SILENT);
                     }
-                    if self.write_control(websocket::PING, &[]).await.is_err() {
+                    if Box::pin(self.write_control(websocket::PING, &[])).await.is_err() {
                         return End::Broken;
                     }
                 }
@@ -239,7 +241,9 @@ impl Connection {
                 }
                 Event::Text => Err(End::Close(CLOSE_TEXT)),
                 Event::Ping(payload) => {
-                    self.write_control(websocket::PONG, &payload).await.map_err(|_| End::Broken)
+                    // Boxed, as is the ping below: rare, and inline it would size every task.
+                    let pong = Box::pin(self.write_control(websocket::PONG, &payload));
+                    pong.await.map_err(|_| End::Broken)
                 }
                 Event::Pong => Ok(()),
                 Event::Close(code) => Err(End::Closing(code)),
@@ -407,10 +411,7 @@ async fn forward(handle: &DocHandle, conn: ConnId, frame: Bytes) -> Result<(), C
         tracing::debug!(error = %err, "refusing a malformed message");
         CLOSE_MALFORMED
     })?;
-    for msg in messages {
-        handle.client_message(conn, msg).await.map_err(|err| err.close())?;
-    }
-    Ok(())
+    handle.client_messages(conn, messages).await.map_err(|err| err.close())
 }
 
 fn frame_error(err: &websocket::FrameError) -> Close {
