@@ -157,9 +157,13 @@ impl DocActor {
     async fn stop(mut self, exit: Exit) {
         self.inbox.close();
         match exit {
-            Exit::Idle => tracing::debug!("unloading idle document"),
+            Exit::Idle => {
+                tracing::debug!("unloading idle document");
+                self.fold_log().await;
+            }
             Exit::Shutdown => {
                 self.kick_all(Close::SHUTDOWN);
+                self.persist.fold_log();
                 self.save_all().await;
             }
             Exit::Failed => {
@@ -194,6 +198,22 @@ impl DocActor {
             }
         }
         self.answer_flush_waiters();
+    }
+
+    /// Folds the log into one snapshot before an idle document leaves memory, so that its
+    /// next load reads one snapshot rather than the log. One attempt: the log is whole
+    /// without it. (An actor that loads the document meanwhile reads the store before or
+    /// after this commit, both whole.)
+    async fn fold_log(&mut self) {
+        self.persist.fold_log();
+        if self.persist.is_clean() {
+            return;
+        }
+        self.start_write();
+        if self.persist.is_writing() {
+            let outcome = self.persist.written().await;
+            let _ = self.persist.finish(outcome, Instant::now());
+        }
     }
 
     /// The command just received and whatever else is queued behind it (up to

@@ -7,7 +7,8 @@
 //!   starts at most `flush_interval` after its first update; updates that arrive while a
 //!   write is in flight form the next batch.
 //! - snapshot: the whole state replaces the log rows it covers, in one transaction. Due when
-//!   the log has grown past `snapshot_updates` rows or `snapshot_bytes`. Pending updates are
+//!   the log has grown past `snapshot_updates` rows or `snapshot_bytes`, and before the
+//!   document leaves memory (unload, shutdown) if it has log rows. Pending updates are
 //!   folded into it (the state contains them), which also bounds memory during an outage:
 //!   past `snapshot_bytes` pending, the updates are dropped from the batch and the next
 //!   write is a snapshot of the state that holds them.
@@ -38,7 +39,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// What a write carried, so a failure can put it back.
 enum Job {
     Append { batch: Vec<Bytes>, bytes: usize },
-    Snapshot { folded: Vec<Bytes>, folded_bytes: usize, had_dropped: bool },
+    Snapshot { folded: Vec<Bytes>, folded_bytes: usize, was_owed: bool },
 }
 
 /// A finished write.
@@ -58,8 +59,9 @@ pub(super) struct Persist {
     pending_bytes: usize,
     /// When the oldest pending update arrived: the batch is due `flush_interval` later.
     pending_since: Option<Instant>,
-    /// Updates were dropped from `pending` to bound memory: only a snapshot saves them now.
-    dropped: bool,
+    /// Only a snapshot saves what is applied: updates were dropped from `pending` to bound
+    /// memory, or the log is being folded before the document leaves memory.
+    snapshot_owed: bool,
     /// Write as soon as possible (last connection left, a flush was asked, shutdown).
     urgent: bool,
     /// Highest log `seq` the state covers; the next snapshot's `upto_seq`.
@@ -91,7 +93,7 @@ impl Persist {
             pending: Vec::new(),
             pending_bytes: 0,
             pending_since: None,
-            dropped: false,
+            snapshot_owed: false,
             urgent: false,
             last_seq,
             log_rows,
@@ -111,17 +113,26 @@ impl Persist {
             // The state in memory holds these updates; a snapshot will save them.
             self.pending.clear();
             self.pending_bytes = 0;
-            self.dropped = true;
+            self.snapshot_owed = true;
         }
     }
 
     /// True when the store holds everything this document has applied.
     pub(super) fn is_clean(&self) -> bool {
-        self.pending.is_empty() && !self.dropped && self.in_flight.is_none()
+        self.pending.is_empty() && !self.snapshot_owed && self.in_flight.is_none()
     }
 
     pub(super) fn is_writing(&self) -> bool {
         self.in_flight.is_some()
+    }
+
+    /// Before the document leaves memory: fold the log rows after the last snapshot (and
+    /// whatever is pending) into a new snapshot, so that the next load reads one snapshot
+    /// instead of replaying the log.
+    pub(super) fn fold_log(&mut self) {
+        if self.log_rows > 0 || !self.pending.is_empty() {
+            self.snapshot_owed = true;
+        }
     }
 
     /// Write what is pending without waiting for the batch window.
@@ -130,7 +141,7 @@ impl Persist {
     }
 
     fn snapshot_due(&self) -> bool {
-        self.dropped || self.log_rows >= self.snapshot_updates || self.log_bytes >= self.snapshot_bytes
+        self.snapshot_owed || self.log_rows >= self.snapshot_updates || self.log_bytes >= self.snapshot_bytes
     }
 
     /// When the next write should start; `None` while one is in flight or nothing is due.
@@ -169,10 +180,10 @@ impl Persist {
         let future = if self.snapshot_due() {
             let upto_seq = self.last_seq;
             let state = state();
-            let had_dropped = mem::take(&mut self.dropped);
+            let was_owed = mem::take(&mut self.snapshot_owed);
             async move {
                 let result = store.write_snapshot(id, upto_seq, state).await.map(|()| upto_seq);
-                let job = Job::Snapshot { folded: batch, folded_bytes: bytes, had_dropped };
+                let job = Job::Snapshot { folded: batch, folded_bytes: bytes, was_owed };
                 Outcome { job, result }
             }
             .boxed()
@@ -217,8 +228,8 @@ impl Persist {
             (job, Err(err)) => {
                 match job {
                     Job::Append { batch, bytes } => self.put_back(batch, bytes, now),
-                    Job::Snapshot { folded, folded_bytes, had_dropped } => {
-                        self.dropped |= had_dropped;
+                    Job::Snapshot { folded, folded_bytes, was_owed } => {
+                        self.snapshot_owed |= was_owed;
                         self.put_back(folded, folded_bytes, now);
                     }
                 }
@@ -347,11 +358,11 @@ mod tests {
         let mut p = persist();
         let t0 = Instant::now();
         p.push(update(2000), t0);
-        assert!(p.dropped);
-        let job = Job::Snapshot { folded: Vec::new(), folded_bytes: 0, had_dropped: true };
-        p.dropped = false;
+        assert!(p.snapshot_owed);
+        let job = Job::Snapshot { folded: Vec::new(), folded_bytes: 0, was_owed: true };
+        p.snapshot_owed = false;
         assert!(p.finish(failed(job), t0).is_err());
-        assert!(p.dropped && p.snapshot_due() && !p.is_clean());
+        assert!(p.snapshot_owed && p.snapshot_due() && !p.is_clean());
     }
 
     #[tokio::test]
@@ -364,12 +375,24 @@ mod tests {
         assert_eq!(p.last_seq, 42);
         assert!(p.snapshot_due());
         let outcome = Outcome {
-            job: Job::Snapshot { folded: Vec::new(), folded_bytes: 0, had_dropped: false },
+            job: Job::Snapshot { folded: Vec::new(), folded_bytes: 0, was_owed: false },
             result: Ok(42),
         };
         assert!(p.finish(outcome, t0).is_ok());
         assert!(!p.snapshot_due());
         assert!(p.is_clean());
+    }
+
+    #[tokio::test]
+    async fn folding_owes_a_snapshot_only_when_there_is_a_log() {
+        let mut p = persist();
+        p.fold_log();
+        assert!(p.is_clean() && !p.snapshot_due(), "nothing to fold");
+        let outcome = Outcome { job: Job::Append { batch: vec![update(1)], bytes: 1 }, result: Ok(7) };
+        assert!(p.finish(outcome, Instant::now()).is_ok());
+        assert!(p.is_clean() && !p.snapshot_due(), "one row is below the compaction threshold");
+        p.fold_log();
+        assert!(!p.is_clean() && p.snapshot_due() && p.due_at().is_some());
     }
 
     #[tokio::test]

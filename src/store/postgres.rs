@@ -124,6 +124,9 @@ pub(super) async fn delete_doc(pool: &PgPool, id: DocId) -> Result<bool, StoreEr
 pub(super) async fn load_state(pool: &PgPool, id: DocId) -> Result<StoredState, StoreError> {
     let id = id.as_uuid();
     let mut tx = pool.begin().await?;
+    // One view of the store for all three reads: a snapshot that compacts the log between
+    // them would otherwise hide rows it covers from this load.
+    sqlx::query("set transaction isolation level repeatable read, read only").execute(&mut *tx).await?;
     let exists =
         sqlx::query("select 1 from documents where id = $1").bind(id).fetch_optional(&mut *tx).await?;
     if exists.is_none() {

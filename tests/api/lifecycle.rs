@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::helpers::{Backend, TestApp, read_until_closed};
 use crate::on_both_backends;
-use crate::storage::append_raw_update;
+use crate::storage::{append_raw_update, counts, wait_for_counts};
 
 on_both_backends!(
     restart_keeps_every_document,
@@ -50,6 +50,9 @@ async fn shutdown_writes_what_is_pending(backend: Backend) {
     let (db, config) = app.stop().await;
     let close = client.wait_closed().await.expect("a close frame");
     assert_eq!(u16::from(close.code), 1001);
+    // Written as one snapshot, so that the next start loads it without replaying a log.
+    let stored = counts(&db, &id).await;
+    assert_eq!((stored.snapshots, stored.log_rows), (1, 0), "{stored:?}");
     let app = TestApp::start(db, config).await;
     assert_eq!(app.text(&id).await, "typed just before shutdown");
 }
@@ -61,7 +64,10 @@ async fn idle_documents_unload_and_reload_from_the_store(backend: Backend) {
     client.synced().await;
     client.append("typed").await;
     client.settled().await;
+    wait_for_counts(&app.db, &id, "the edit is logged", |c| c.log_rows == 1).await;
     drop(client);
+    // Unloading folds the log into one snapshot.
+    wait_for_counts(&app.db, &id, "the log is folded", |c| c.snapshots == 1 && c.log_rows == 0).await;
     // Once unloaded, a change made in the store behind the server's back shows on the next
     // load; a document still in memory would not show it.
     tokio::time::sleep(Duration::from_millis(200)).await;
