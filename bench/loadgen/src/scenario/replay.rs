@@ -104,7 +104,7 @@ pub async fn push(
     let observer_doc = new_doc(OBSERVER_ID);
     let observer =
         client::connect_synced(&doc.url, ctx.target.addr, None, &observer_doc).await.context("observer")?;
-    let writer = client::connect_synced(&doc.url, ctx.target.addr, None, &new_doc(WRITER_ID))
+    let writer = client::connect_synced_bulk(&doc.url, ctx.target.addr, &new_doc(WRITER_ID))
         .await
         .context("writer")?;
 
