@@ -31,6 +31,10 @@ const TEXT_NAME: &str = "content";
 /// Commands taken from the inbox at once, at most.
 const MAX_BURST: usize = 256;
 
+/// Awareness client ids one connection may announce. A stock client announces one (its
+/// document's client id); the cap bounds what a connection can make every other one keep.
+const MAX_AWARENESS_CLIENTS: usize = 16;
+
 /// The key of the update observer that collects a batch's merged update.
 const MERGED_KEY: &str = "merged";
 
@@ -427,6 +431,13 @@ impl DocActor {
         }
         for client in &summary.removed {
             self.announced.remove(client);
+        }
+        if !summary.added.is_empty()
+            && self.announced.values().filter(|&&c| c == conn).count() > MAX_AWARENESS_CLIENTS
+        {
+            // Every state it announced goes with it, and the others hear of the removal only.
+            self.remove(&[conn], Some(Close::TOO_MANY_AWARENESS));
+            return;
         }
         self.broadcast(frame);
     }

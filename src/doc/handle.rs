@@ -39,6 +39,8 @@ impl Close {
     pub const FAILED: Self = Self { code: 1011, reason: "document failed on the server; reconnect" };
     pub const BAD_UPDATE: Self = Self { code: 1007, reason: "update could not be applied" };
     pub const DELETED: Self = Self { code: 4404, reason: "document deleted" };
+    pub const TOO_MANY_AWARENESS: Self =
+        Self { code: 1008, reason: "too many awareness clients on one connection" };
 }
 
 /// A connection's seat at a document: frames (and, when the actor ends the connection, the

@@ -19,6 +19,11 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{StateVector, Update};
 
+/// The largest awareness state a client may publish (its JSON text). Real states (a name, a
+/// colour, a cursor) take a few hundred bytes; the server keeps every state and sends it to
+/// every newcomer, so a cap keeps one client from filling memory.
+pub const MAX_AWARENESS_STATE_BYTES: usize = 64 * 1024;
+
 /// A message from a client, checked and decoded at the edge (in the connection's task), so
 /// the document actor only ever sees well-formed input.
 #[derive(Debug)]
@@ -64,6 +69,8 @@ pub enum ProtocolError {
     BadUpdate(String),
     #[error("awareness state is not valid JSON")]
     BadAwarenessJson,
+    #[error("awareness state over {MAX_AWARENESS_STATE_BYTES} bytes")]
+    AwarenessTooBig,
 }
 
 /// Reads every message of one incoming binary frame.
@@ -120,6 +127,9 @@ pub fn decode_frame(frame: &Bytes) -> Result<Vec<ClientMessage>, ProtocolError> 
                 let payload = cursor.read_buf().map_err(malformed)?;
                 let update = AwarenessUpdate::decode_v1(payload).map_err(malformed)?;
                 for entry in update.clients.values() {
+                    if entry.json.len() > MAX_AWARENESS_STATE_BYTES {
+                        return Err(ProtocolError::AwarenessTooBig);
+                    }
                     if serde_json::from_str::<serde::de::IgnoredAny>(&entry.json).is_err() {
                         return Err(ProtocolError::BadAwarenessJson);
                     }

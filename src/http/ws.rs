@@ -57,6 +57,7 @@ const FRAMES_PER_WRITE: usize = 64;
 
 const CLOSE_TEXT: Close = Close { code: 1003, reason: "text frames are not part of the protocol" };
 const CLOSE_MALFORMED: Close = Close { code: 1007, reason: "malformed message" };
+const CLOSE_AWARENESS_TOO_BIG: Close = Close { code: 1009, reason: "awareness state too big" };
 const CLOSE_FLOOD: Close = Close { code: 1008, reason: "too many messages; slow down" };
 const CLOSE_SILENT: Close = Close { code: 1001, reason: "no sign of life from the client" };
 const CLOSE_PROTOCOL: Close = Close { code: 1002, reason: "WebSocket protocol error" };
@@ -409,7 +410,10 @@ fn poll_write_frames(
 async fn forward(handle: &DocHandle, conn: ConnId, frame: Bytes) -> Result<(), Close> {
     let messages = protocol::decode_frame(&frame).map_err(|err| {
         tracing::debug!(error = %err, "refusing a malformed message");
-        CLOSE_MALFORMED
+        match err {
+            protocol::ProtocolError::AwarenessTooBig => CLOSE_AWARENESS_TOO_BIG,
+            _ => CLOSE_MALFORMED,
+        }
     })?;
     handle.client_messages(conn, messages).await.map_err(|err| err.close())
 }

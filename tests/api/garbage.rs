@@ -5,6 +5,7 @@
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use yrs::sync::protocol::{MSG_AWARENESS, MSG_SYNC, MSG_SYNC_UPDATE};
+use yrs::updates::encoder::Encode;
 
 use crate::helpers::{Backend, Client, TestApp, raw_socket, read_until_closed};
 
@@ -276,4 +277,53 @@ async fn bad_handshakes_are_refused_with_json() {
         assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{name}: {head}");
         assert!(head.contains("application/json"), "{name}: {head}");
     }
+}
+
+/// An awareness message whose entries are `(client id, clock, JSON state)`.
+fn awareness_message(entries: &[(u64, u32, String)]) -> Vec<u8> {
+    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+    let clients = entries
+        .iter()
+        .map(|(client, clock, json)| {
+            (
+                yrs::block::ClientID::new(*client),
+                AwarenessUpdateEntry { clock: *clock, json: json.as_str().into() },
+            )
+        })
+        .collect();
+    yrs::sync::Message::Awareness(AwarenessUpdate { clients }).encode_v1()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_awareness_state_over_64_kib_closes_with_1009() {
+    let (app, id, bystander) = setup(|_| {}).await;
+    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(64 * 1024));
+    let frame = awareness_message(&[(7, 1, huge)]);
+    closed_with(&app, &id, vec![WsMessage::binary(frame)], 1009).await;
+    still_serving(&app, &id, bystander).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcing_too_many_awareness_clients_closes_with_1008_and_removes_them() {
+    let (app, id, mut bystander) = setup(|_| {}).await;
+    let mut spammer = app.client(&id).await;
+    spammer.synced().await;
+    // Sixteen states from one connection are allowed (and reach the bystander)...
+    let states: Vec<_> = (100..116).map(|c| (c, 1, format!("{{\"n\":{c}}}"))).collect();
+    spammer.send_raw(awareness_message(&states)).await;
+    bystander
+        .wait_until("sixteen states arrived", |b| {
+            (100..116).all(|c| b.awareness_of(yrs::block::ClientID::new(c)).is_some())
+        })
+        .await;
+    // ...the seventeenth closes the connection, and every state it announced is removed.
+    spammer.send_raw(awareness_message(&[(116, 1, "{}".into())])).await;
+    let close = spammer.wait_closed().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1008, "{}", close.reason);
+    bystander
+        .wait_until("the states are removed", |b| {
+            (100..117).all(|c| b.awareness_of(yrs::block::ClientID::new(c)).is_none())
+        })
+        .await;
+    still_serving(&app, &id, bystander).await;
 }
