@@ -242,7 +242,7 @@ impl Connection {
                 }
                 Event::Text => Err(End::Close(CLOSE_TEXT)),
                 Event::Ping(payload) => {
-                    // Boxed, as is the ping below: rare, and inline it would size every task.
+                    // Boxed, as is the ping in `pump`: rare, and inline it would size every task.
                     let pong = Box::pin(self.write_control(websocket::PONG, &payload));
                     pong.await.map_err(|_| End::Broken)
                 }

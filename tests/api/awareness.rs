@@ -2,9 +2,24 @@
 //! without saying goodbye, are swept when not renewed, and are answered on query.
 
 use serde_json::json;
+use yrs::block::ClientID;
 use yrs::sync::Message;
 
-use crate::helpers::{Backend, Received, TestApp};
+use crate::helpers::{Backend, Client, Received, TestApp};
+
+/// A document where Ada (`a`) has announced her state and another client has seen it:
+/// `(id, a, other, Ada's client id)`.
+async fn ada_seen_by_another(app: &TestApp, title: &str) -> (String, Client, Client, ClientID) {
+    let id = app.create_doc(title).await;
+    let mut a = app.client(&id).await;
+    let mut other = app.client(&id).await;
+    a.synced().await;
+    other.synced().await;
+    a.set_awareness(json!({"user": {"name": "Ada"}})).await;
+    let a_id = a.client_id();
+    other.wait_until("the other sees Ada", |c| c.awareness_of(a_id).is_some()).await;
+    (id, a, other, a_id)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn states_reach_everyone_including_late_joiners() {
@@ -35,14 +50,7 @@ async fn states_reach_everyone_including_late_joiners() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn states_of_a_closed_connection_are_removed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let id = app.create_doc("leaving").await;
-    let mut a = app.client(&id).await;
-    let mut b = app.client(&id).await;
-    a.synced().await;
-    b.synced().await;
-    a.set_awareness(json!({"user": {"name": "Ada"}})).await;
-    let a_id = a.client_id();
-    b.wait_until("B sees Ada", |c| c.awareness_of(a_id).is_some()).await;
+    let (id, a, mut b, a_id) = ada_seen_by_another(&app, "leaving").await;
     // The tab closes: the TCP connection goes, no null state is sent.
     drop(a);
     b.wait_until("Ada's state is removed", |c| c.awareness_of(a_id).is_none()).await;
@@ -55,14 +63,7 @@ async fn states_of_a_closed_connection_are_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn states_not_renewed_are_swept() {
     let app = TestApp::spawn_with(Backend::Sqlite, |c| c.awareness_timeout_ms = 300).await;
-    let id = app.create_doc("stale").await;
-    let mut a = app.client(&id).await;
-    let mut b = app.client(&id).await;
-    a.synced().await;
-    b.synced().await;
-    a.set_awareness(json!({"user": {"name": "Ada"}})).await;
-    let a_id = a.client_id();
-    b.wait_until("B sees Ada", |c| c.awareness_of(a_id).is_some()).await;
+    let (_, mut a, mut b, a_id) = ada_seen_by_another(&app, "stale").await;
     // A stays connected but never renews: her state times out.
     b.wait_until("Ada's stale state is swept", |c| c.awareness_of(a_id).is_none()).await;
     // A renewing client keeps its state: B's own renewals keep it alive for A.
@@ -97,14 +98,8 @@ async fn query_awareness_is_answered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echoing_a_state_does_not_take_it_over() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let id = app.create_doc("echoes").await;
-    let mut a = app.client(&id).await;
-    let mut c = app.client(&id).await;
-    a.synced().await;
-    c.synced().await;
-    a.set_awareness(json!({"user": {"name": "Ada"}})).await;
-    let a_id = a.client_id();
-    c.wait_until("C sees Ada", |c| c.awareness_of(a_id).is_some()).await;
+    // Ada stays connected throughout (`_a`, not `_`, which would drop her at once).
+    let (id, _a, mut c, a_id) = ada_seen_by_another(&app, "echoes").await;
     // Stock clients re-send every awareness change they hear; C echoes Ada's state...
     let echo = c.awareness.update_with_clients([a_id]).unwrap();
     c.send_message(Message::Awareness(echo)).await;
