@@ -17,7 +17,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sqlx::Connection;
 use tandem::config::Config;
 use tandem::doc::protocol::{ClientMessage, decode_frame, encode_update};
-use tandem::doc::{DocSettings, Registry};
+use tandem::doc::{DocSettings, Peer, Registry};
 use tandem::model::{DocId, Title};
 use tandem::store::Store;
 use tandem_bench::trace::{Trace, encode_updates_cached};
@@ -70,7 +70,8 @@ async fn run_once(backend: &Backend, messages: Vec<ClientMessage>) -> Duration {
     let id: DocId = doc.id;
     let registry = Registry::new(store.clone(), DocSettings::from(&Config::defaults()));
     // A queue as long as the trace: the bench's own subscriber never reads its echoes.
-    let (handle, subscription) = registry.connect(id, messages.len() + 16).await.expect("connect");
+    let (handle, subscription) =
+        registry.connect(id, messages.len() + 16, Peer::writer()).await.expect("connect");
     let start = Instant::now();
     for msg in messages {
         handle.client_message(subscription.conn, msg).await.expect("actor takes the message");

@@ -1,12 +1,71 @@
 //! Every setting of the server, in one place: flag, then environment variable, then default.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::{Docs, Scope};
 
 /// Where the embedded SQLite store lives when no `DATABASE_URL` is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/tandem.db";
+
+/// The command line: the server's settings, or a subcommand.
+#[derive(Parser, Clone, Debug)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Print a token signed with the configured secret (--auth-secret / TANDEM_AUTH_SECRET).
+    Token(TokenArgs),
+}
+
+/// `tandem token`: what the token allows, and for how long.
+#[derive(Args, Clone, Debug)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub auth: AuthSettings,
+    /// The document id, or '*' for every document.
+    #[arg(long, value_parser = parse_docs)]
+    pub doc: Docs,
+    /// read, write or admin.
+    #[arg(long)]
+    pub scope: Scope,
+    /// How long the token is valid: 30m, 1h, 7d...
+    #[arg(long, default_value = "1h", value_parser = crate::auth::parse_ttl)]
+    pub ttl: Duration,
+    /// The person's display name (the editor's default name; shown in logs).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The person's stable id (`sub`).
+    #[arg(long)]
+    pub sub: Option<String>,
+}
+
+fn parse_docs(raw: &str) -> Result<Docs, String> {
+    Docs::parse(raw).ok_or_else(|| format!("{raw:?} is neither a document id nor '*'"))
+}
+
+/// The keys tokens are checked with. Neither set: open mode (no tokens needed).
+#[derive(Args, Clone, Debug, Default)]
+pub struct AuthSettings {
+    /// HS256 secret for tokens: every request then needs a token signed with it (its UTF-8
+    /// bytes are the HMAC key).
+    #[arg(long, env = "TANDEM_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// PEM public key (EdDSA/Ed25519 or ES256/P-256) for tokens signed by the application,
+    /// which keeps the private key. May be combined with --auth-secret.
+    #[arg(long, env = "TANDEM_AUTH_PUBLIC_KEY", value_name = "FILE")]
+    pub auth_public_key: Option<PathBuf>,
+}
 
 /// tandem: a collaborative text editing server for Yjs clients.
 #[derive(Parser, Clone, Debug)]
@@ -59,6 +118,19 @@ pub struct Config {
     /// Clients renew theirs every 15 s.
     #[arg(long, env = "TANDEM_AWARENESS_TIMEOUT_MS", default_value_t = 30_000)]
     pub awareness_timeout_ms: u64,
+
+    #[command(flatten)]
+    pub auth: AuthSettings,
+
+    /// Origins (scheme://host[:port]) whose pages may use the API and open sockets, comma
+    /// separated, or '*' for any. Default: only the origin the request's own Host names.
+    #[arg(long, env = "TANDEM_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// The address people reach this server at (e.g. https://docs.example.com), for share
+    /// links. Default: http:// and the request's Host.
+    #[arg(long, env = "TANDEM_PUBLIC_URL")]
+    pub public_url: Option<String>,
 
     /// Log filter, in tracing's EnvFilter syntax.
     #[arg(long, env = "TANDEM_LOG", default_value = "tandem=info,tower_http=info")]

@@ -2,6 +2,8 @@
 //!
 //! A tour, in the order data flows (socket -> actor -> store):
 
+/// Access control: tokens, scopes, what each request may do.
+pub mod auth;
 /// Every setting: flag, then `TANDEM_*` environment variable, then default.
 pub mod config;
 /// Open documents: one actor per document owning its yrs `Doc` and awareness; the

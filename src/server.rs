@@ -9,9 +9,10 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Verifier;
 use crate::config::Config;
 use crate::doc::{DocSettings, Registry};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Origins};
 use crate::store::Store;
 
 /// How long shutdown waits for documents to write what they hold. Writes that fail for that
@@ -29,6 +30,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let auth =
+        Verifier::from_settings(config.auth.auth_secret.as_deref(), config.auth.auth_public_key.as_deref())
+            .context("setting up access control")?;
+    let origins = Origins::from_settings(&config.allowed_origins)
+        .map_err(anyhow::Error::msg)
+        .context("reading --allowed-origins")?;
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
@@ -38,10 +45,20 @@ pub async fn run(
         store: store.clone(),
         registry: registry.clone(),
         config: Arc::new(config),
+        auth: auth.clone(),
+        origins: Arc::new(origins),
         connections: connections.clone(),
     };
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, backend = store.backend(), "tandem listening");
+    let access = if auth.is_some() { "tokens" } else { "open" };
+    tracing::info!(%addr, backend = store.backend(), access, "tandem listening");
+    if auth.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "running open (no --auth-secret or --auth-public-key) on an address others can reach: \
+             anyone who reaches it can read, change and delete every document"
+        );
+    }
 
     let app = http::router(state);
     // Small frames must not wait for delayed ACKs (Nagle): every keystroke is one.
@@ -50,6 +67,8 @@ pub async fn run(
             tracing::debug!(error = %err, "could not set TCP_NODELAY");
         }
     });
+    // Each connection's address: the principal of an open-mode connection, and for logs.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
 
     tracing::info!(open_docs = registry.open_count(), "shutting down: saving open documents");

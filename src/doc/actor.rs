@@ -2,9 +2,10 @@
 //!
 //! It loads the document, then serves its inbox until the document is idle (no
 //! connections, nothing to write) for `idle_unload`, is deleted, or the server shuts down.
+//! The loop and the lifecycle live here; what it delegates has rooms of its own: applying
+//! updates (`apply`), awareness and who owns it (`presence`), the connections and how frames
+//! reach them (`fanout`), and the way to the store (`persist`).
 
-use std::collections::HashMap;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,14 +13,16 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
-use yrs::block::ClientID;
 use yrs::sync::Awareness;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
-use super::handle::{Close, ConnId, DocError, DocMsg};
+use super::apply::{self, Panicked};
+use super::fanout::Fanout;
+use super::handle::{Close, ConnId, DocError, DocMsg, Peer};
 use super::outbox::Outbox;
 use super::persist::Persist;
+use super::presence::{self, Heard, Presence};
 use super::protocol::{self, ClientMessage, IncomingAwareness, IncomingUpdate};
 use super::registry::DocSettings;
 use crate::model::DocId;
@@ -30,26 +33,6 @@ const TEXT_NAME: &str = "content";
 
 /// Commands taken from the inbox at once, at most.
 const MAX_BURST: usize = 256;
-
-/// Awareness client ids one connection may announce. A stock client announces one (its
-/// document's client id); the cap bounds what a connection can make every other one keep.
-const MAX_AWARENESS_CLIENTS: usize = 16;
-
-/// The key of the update observer that collects a batch's merged update.
-const MERGED_KEY: &str = "merged";
-
-/// A connection, as the actor sees it.
-struct Subscriber {
-    outbox: Arc<Outbox>,
-}
-
-impl Drop for Subscriber {
-    /// However the actor comes to forget a connection (even by unwinding), the connection
-    /// learns that it is over; a reason given before (slow, deleted, shutdown) wins.
-    fn drop(&mut self) {
-        self.outbox.close(Close::FAILED);
-    }
-}
 
 /// Why the run loop ended.
 enum Exit {
@@ -62,9 +45,10 @@ enum Exit {
 pub(super) struct DocActor {
     /// The document and the awareness states of everyone on it.
     awareness: Awareness,
-    subscribers: HashMap<ConnId, Subscriber>,
-    /// Which connection announced each awareness client id, to clear them when it leaves.
-    announced: HashMap<ClientID, ConnId>,
+    /// The connections, and how frames reach them.
+    fanout: Fanout,
+    /// Which connection owns each awareness client id.
+    presence: Presence,
     persist: Persist,
     settings: Arc<DocSettings>,
     inbox: mpsc::Receiver<DocMsg>,
@@ -108,8 +92,8 @@ impl DocActor {
         let clock = move || started.elapsed().as_millis() as u64;
         let mut actor = DocActor {
             awareness: Awareness::with_clock(doc, clock),
-            subscribers: HashMap::new(),
-            announced: HashMap::new(),
+            fanout: Fanout::default(),
+            presence: Presence::default(),
             persist,
             settings,
             inbox,
@@ -129,7 +113,7 @@ impl DocActor {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let write_due = self.persist.due_at();
-            let idle = self.subscribers.is_empty() && self.persist.is_clean();
+            let idle = self.fanout.is_empty() && self.persist.is_clean();
             let idle_at = self.last_activity + self.settings.idle_unload;
             tokio::select! {
                 msg = self.inbox.recv() => {
@@ -138,7 +122,7 @@ impl DocActor {
                     match self.handle_burst(msg) {
                         Ok(None) => {}
                         Ok(Some(exit)) => return exit,
-                        Err(Failed) => return Exit::Failed,
+                        Err(Panicked) => return Exit::Failed,
                     }
                 }
                 outcome = self.persist.written(), if self.persist.is_writing() => {
@@ -224,7 +208,7 @@ impl DocActor {
     /// [`MAX_BURST`]), in order. Consecutive updates are applied together: one transaction,
     /// one broadcast frame, one log entry; under load that is what keeps the per-update cost
     /// low, and with one update waiting nothing changes.
-    fn handle_burst(&mut self, first: DocMsg) -> Result<Option<Exit>, Failed> {
+    fn handle_burst(&mut self, first: DocMsg) -> Result<Option<Exit>, Panicked> {
         let mut burst = std::mem::take(&mut self.burst);
         burst.push(first);
         while burst.len() < MAX_BURST {
@@ -239,7 +223,7 @@ impl DocActor {
             match msg {
                 DocMsg::Client { conn, msg: ClientMessage::Update(update) } => {
                     // A connection the actor already dropped may still have messages in flight.
-                    if self.subscribers.contains_key(&conn) {
+                    if self.fanout.contains(conn) {
                         updates.push((conn, update));
                     }
                 }
@@ -261,16 +245,16 @@ impl DocActor {
         outcome
     }
 
-    /// One command. `Err(Failed)` when the document can no longer be trusted in memory.
-    fn handle(&mut self, msg: DocMsg) -> Result<Option<Exit>, Failed> {
+    /// One command. `Err(Panicked)` when the document can no longer be trusted in memory.
+    fn handle(&mut self, msg: DocMsg) -> Result<Option<Exit>, Panicked> {
         match msg {
-            DocMsg::Connect { conn, outbox, respond_to } => {
-                self.connect(conn, outbox);
+            DocMsg::Connect { conn, outbox, peer, respond_to } => {
+                self.connect(conn, outbox, peer);
                 let _ = respond_to.send(Ok(()));
             }
             DocMsg::Client { conn, msg } => {
                 // A connection the actor already dropped may still have messages in flight.
-                if self.subscribers.contains_key(&conn) {
+                if self.fanout.contains(conn) {
                     self.client_message(conn, msg)?;
                 }
             }
@@ -294,28 +278,28 @@ impl DocActor {
         Ok(None)
     }
 
-    fn connect(&mut self, conn: ConnId, outbox: Arc<Outbox>) {
+    fn connect(&mut self, conn: ConnId, outbox: Arc<Outbox>, peer: Peer) {
         // The outbox is new and holds at least two frames: these pushes cannot fail.
         let sv = self.awareness.doc().transact().state_vector();
         let _ = outbox.push(protocol::encode_step1(&sv));
-        if let Some(states) = self.awareness_states() {
+        if let Some(states) = presence::all_states(&self.awareness) {
             let _ = outbox.push(states);
         }
-        self.subscribers.insert(conn, Subscriber { outbox });
-        tracing::debug!(connections = self.subscribers.len(), "connected");
+        self.fanout.add(conn, outbox, peer);
+        tracing::debug!(connections = self.fanout.len(), "connected");
     }
 
-    fn client_message(&mut self, conn: ConnId, msg: ClientMessage) -> Result<(), Failed> {
+    fn client_message(&mut self, conn: ConnId, msg: ClientMessage) -> Result<(), Panicked> {
         match msg {
             ClientMessage::SyncStep1(sv) => {
                 tracing::trace!("answering step 1");
                 let update = self.awareness.doc().transact().encode_state_as_update_v1(&sv);
                 self.send_to(conn, protocol::encode_step2(update));
             }
-            ClientMessage::Update(update) => self.apply_update(conn, update)?,
+            ClientMessage::Update(update) => self.apply_updates(vec![(conn, update)])?,
             ClientMessage::Awareness(update) => self.apply_awareness(conn, update),
             ClientMessage::QueryAwareness => {
-                if let Some(states) = self.awareness_states() {
+                if let Some(states) = presence::all_states(&self.awareness) {
                     self.send_to(conn, states);
                 }
             }
@@ -323,187 +307,82 @@ impl DocActor {
         Ok(())
     }
 
-    /// Applies updates from connections. One is applied and forwarded exactly as it came;
-    /// several are applied in one transaction, whose own update (yrs encodes it on commit)
-    /// is what everyone receives and the log keeps.
-    fn apply_updates(&mut self, mut updates: Vec<(ConnId, IncomingUpdate)>) -> Result<(), Failed> {
-        match updates.len() {
-            0 => return Ok(()),
-            1 => {
-                let (conn, update) = updates.pop().expect("one update");
-                return self.apply_update(conn, update);
-            }
-            _ => {}
-        }
-        let doc = self.awareness.doc();
-        let merged = Arc::new(std::sync::Mutex::new(None::<Vec<u8>>));
-        let slot = Arc::clone(&merged);
-        // Observed only for this transaction: yrs encodes a transaction's update only when
-        // someone listens.
-        let _ = doc.observe_update_v1(MERGED_KEY, move |_, event| {
-            if let Ok(mut slot) = slot.lock() {
-                *slot = Some(event.update.clone());
-            }
-        });
-        let applied = catch_unwind(AssertUnwindSafe(|| {
-            let mut txn = doc.transact_mut();
-            let mut refused = Vec::new();
-            let mut raws = Vec::with_capacity(updates.len());
-            for (conn, IncomingUpdate { update, raw, .. }) in updates {
-                match txn.apply_update(update) {
-                    Ok(()) => raws.push(raw),
-                    Err(err) => {
-                        tracing::info!(error = %err, "refused an update that does not apply");
-                        refused.push(conn);
-                    }
+    /// Applies updates from connections that may write: logs and broadcasts what came out,
+    /// and closes the connections whose update did not apply.
+    fn apply_updates(&mut self, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<(), Panicked> {
+        let updates: Vec<_> = updates
+            .into_iter()
+            .filter(|(conn, _)| {
+                // The actor itself refuses writes from read-only connections, whatever path
+                // their messages took.
+                let allowed = self.fanout.can_write(*conn);
+                if !allowed {
+                    self.refuse_write(*conn);
                 }
-            }
-            // Parts waiting for updates not seen yet are not in the transaction's update:
-            // then the updates as they came are what the log must keep.
-            let waiting = txn.has_missing_updates();
-            (refused, raws, waiting)
-        }));
-        let _ = doc.unobserve_update_v1(MERGED_KEY);
-        let Ok((refused, raws, waiting)) = applied else {
+                allowed
+            })
+            .collect();
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let applied = apply::apply(self.awareness.doc(), updates).inspect_err(|_| {
             tracing::error!("applying updates panicked; reloading the document");
-            return Err(Failed);
-        };
-        let merged = merged.lock().ok().and_then(|mut slot| slot.take()).map(Bytes::from);
+        })?;
         let now = Instant::now();
-        match merged {
-            Some(update) if !update.is_empty() => {
-                if waiting {
-                    raws.into_iter().for_each(|raw| self.persist.push(raw, now));
-                } else {
-                    self.persist.push(update.clone(), now);
-                }
-                tracing::trace!(bytes = update.len(), "applied a batch of updates");
-                self.broadcast(protocol::encode_update(&update));
-            }
-            _ => raws.into_iter().for_each(|raw| self.persist.push(raw, now)),
+        for update in applied.log {
+            self.persist.push(update, now);
         }
-        if !refused.is_empty() {
-            self.remove(&refused, Some(Close::BAD_UPDATE));
+        for frame in applied.broadcast {
+            self.broadcast(frame);
+        }
+        if !applied.refused.is_empty() {
+            self.remove(&applied.refused, Some(Close::BAD_UPDATE));
         }
         Ok(())
     }
 
-    fn apply_update(&mut self, conn: ConnId, incoming: IncomingUpdate) -> Result<(), Failed> {
-        let IncomingUpdate { update, raw, frame } = incoming;
-        let doc = self.awareness.doc();
-        // yrs may panic on input it failed to reject; then the in-memory document is suspect.
-        let applied = catch_unwind(AssertUnwindSafe(|| doc.transact_mut().apply_update(update)));
-        match applied {
-            Ok(Ok(())) => {
-                tracing::trace!(bytes = raw.len(), "applied an update");
-                self.persist.push(raw, Instant::now());
-                self.broadcast(frame);
-                Ok(())
-            }
-            Ok(Err(err)) => {
-                tracing::info!(error = %err, "refused an update that does not apply");
-                self.remove(&[conn], Some(Close::BAD_UPDATE));
-                Ok(())
-            }
-            Err(_) => {
-                tracing::error!("applying an update panicked; reloading the document");
-                Err(Failed)
-            }
-        }
-    }
-
-    fn apply_awareness(&mut self, conn: ConnId, incoming: IncomingAwareness) {
-        let IncomingAwareness { update, frame } = incoming;
-        let summary = match self.awareness.apply_update_summary(update) {
-            Ok(Some(summary)) => summary,
-            // Nothing newer than what we have: typically a client echoing states it heard.
-            Ok(None) => return,
-            Err(err) => {
-                tracing::debug!(error = %err, "awareness update not applied");
-                return;
-            }
-        };
-        // A state that is new or newer came from its own client through this connection
-        // (clients re-send the states they hear, but those are never newer), so this
-        // connection owns it now: also after a reconnect that beat the old socket's close.
-        for client in summary.added.iter().chain(&summary.updated) {
-            self.announced.insert(*client, conn);
-        }
-        for client in &summary.removed {
-            self.announced.remove(client);
-        }
-        if !summary.added.is_empty()
-            && self.announced.values().filter(|&&c| c == conn).count() > MAX_AWARENESS_CLIENTS
-        {
-            // Every state it announced goes with it, and the others hear of the removal only.
-            self.remove(&[conn], Some(Close::TOO_MANY_AWARENESS));
-            return;
-        }
-        self.broadcast(frame);
-    }
-
-    /// Every known awareness state as one message, or `None` when there is none.
-    fn awareness_states(&self) -> Option<Bytes> {
-        let update = self.awareness.update().ok()?;
-        (!update.clients.is_empty()).then(|| protocol::encode_awareness(update))
-    }
-
-    /// Removes awareness states not renewed within the timeout (clients renew every 15 s;
-    /// a browser that vanished without closing its socket stops renewing).
-    fn sweep_awareness(&mut self) {
-        let now = self.started.elapsed().as_millis() as u64;
-        let timeout = self.settings.awareness_timeout.as_millis() as u64;
-        let stale: Vec<ClientID> = self
-            .awareness
-            .iter()
-            .filter(|(_, state)| state.data.is_some() && now.saturating_sub(state.last_updated) >= timeout)
-            .map(|(client, _)| client)
-            .collect();
-        if stale.is_empty() {
-            return;
-        }
-        for client in &stale {
-            self.announced.remove(client);
-        }
-        if let Some(frame) = self.remove_awareness(stale) {
-            self.broadcast(frame);
-        }
-    }
-
-    /// Clears the given awareness states; the message announcing their removal.
-    fn remove_awareness(&mut self, clients: Vec<ClientID>) -> Option<Bytes> {
-        if clients.is_empty() {
-            return None;
-        }
-        for client in &clients {
-            self.awareness.remove_state(*client);
-        }
-        let update = self.awareness.update_with_clients(clients).ok()?;
-        Some(protocol::encode_awareness(update))
-    }
-
-    /// Sends one frame to one connection; drops the connection if its queue is full.
-    fn send_to(&mut self, conn: ConnId, frame: Bytes) {
-        let Some(subscriber) = self.subscribers.get(&conn) else {
-            return;
-        };
-        if subscriber.outbox.push(frame).is_err() {
+    /// A write from a connection that may not write: never applied, stored or broadcast.
+    fn refuse_write(&mut self, conn: ConnId) {
+        if self.fanout.refuse_write(conn) {
             self.remove(&[conn], Some(Close::SLOW));
         }
     }
 
-    /// Sends the same bytes to every connection, the sender included (the protocol relies
-    /// on the echo). Connections whose queue is full are dropped; their departure is
-    /// broadcast in turn.
+    fn apply_awareness(&mut self, conn: ConnId, incoming: IncomingAwareness) {
+        let fanout = &self.fanout;
+        let heard = self
+            .presence
+            .apply(&mut self.awareness, conn, incoming, |owner| fanout.same_principal(conn, owner));
+        match heard {
+            Heard::Nothing => {}
+            Heard::Changed(frame) => self.broadcast(frame),
+            // Every state it announced goes with it, and the others hear of the removal only.
+            Heard::TooMany => self.remove(&[conn], Some(Close::TOO_MANY_AWARENESS)),
+        }
+    }
+
+    /// Removes awareness states not renewed within the timeout.
+    fn sweep_awareness(&mut self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let timeout = self.settings.awareness_timeout.as_millis() as u64;
+        if let Some(frame) = self.presence.sweep(&mut self.awareness, now, timeout) {
+            self.broadcast(frame);
+        }
+    }
+
+    /// Sends one frame to one connection; drops the connection if its queue is full.
+    fn send_to(&mut self, conn: ConnId, frame: Bytes) {
+        if self.fanout.send_to(conn, frame) {
+            self.remove(&[conn], Some(Close::SLOW));
+        }
+    }
+
+    /// Sends the same bytes to every connection. Connections whose queue is full are
+    /// dropped; their departure is broadcast in turn.
     fn broadcast(&mut self, frame: Bytes) {
         let mut next = Some(frame);
         while let Some(frame) = next.take() {
-            let full: Vec<ConnId> = self
-                .subscribers
-                .iter()
-                .filter(|(_, s)| s.outbox.push(frame.clone()).is_err())
-                .map(|(conn, _)| *conn)
-                .collect();
+            let full = self.fanout.broadcast(&frame);
             if !full.is_empty() {
                 next = self.drop_subscribers(&full, Some(Close::SLOW));
             }
@@ -519,34 +398,22 @@ impl DocActor {
     }
 
     fn drop_subscribers(&mut self, conns: &[ConnId], close: Option<Close>) -> Option<Bytes> {
-        for conn in conns {
-            if let Some(subscriber) = self.subscribers.remove(conn)
-                && let Some(close) = close
-            {
-                subscriber.outbox.close(close);
-            }
-        }
-        if self.subscribers.is_empty() {
+        self.fanout.remove(conns, close);
+        if self.fanout.is_empty() {
             // The last one left: save now rather than at the end of the batch window.
             self.persist.hurry();
         }
-        let gone: Vec<ClientID> = self
-            .announced
-            .iter()
-            .filter(|(_, conn)| conns.contains(conn))
-            .map(|(client, _)| *client)
-            .collect();
-        for client in &gone {
-            self.announced.remove(client);
-        }
-        tracing::debug!(connections = self.subscribers.len(), awareness_removed = gone.len(), "disconnected");
-        self.remove_awareness(gone)
+        let removal = self.presence.forget(&mut self.awareness, conns);
+        tracing::debug!(
+            connections = self.fanout.len(),
+            awareness_removed = removal.is_some(),
+            "disconnected"
+        );
+        removal
     }
 
     fn kick_all(&mut self, close: Close) {
-        for (_, subscriber) in self.subscribers.drain() {
-            subscriber.outbox.close(close);
-        }
+        self.fanout.close_all(close);
     }
 
     fn start_write(&mut self) {
@@ -580,9 +447,6 @@ impl DocActor {
         }
     }
 }
-
-/// The document can no longer be trusted in memory (yrs panicked while applying).
-struct Failed;
 
 /// Reads the stored state into a fresh document: the latest snapshot, then the log after
 /// it, in one transaction. Returns the document, the last `seq`, and the log's rows and

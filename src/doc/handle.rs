@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::outbox::Outbox;
 use super::protocol::ClientMessage;
+use crate::auth::Scope;
 
 /// Commands an actor has queued before senders wait: enough to absorb a burst from many
 /// connections at once, small enough that a stalled actor pushes back quickly.
@@ -41,6 +42,30 @@ impl Close {
     pub const DELETED: Self = Self { code: 4404, reason: "document deleted" };
     pub const TOO_MANY_AWARENESS: Self =
         Self { code: 1008, reason: "too many awareness clients on one connection" };
+    /// Final (4400-4499): the stock client stops reconnecting; the application brings a new token.
+    pub const EXPIRED: Self = Self { code: 4401, reason: "token expired" };
+}
+
+/// Who is on the other end of a connection, as far as the document cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// What the connection may do: below `write`, its updates are refused by the actor.
+    pub scope: Scope,
+    /// Who this is (a token's subject; in open mode, the client's address). A new connection
+    /// of the same principal may take over the cursor of an older one: a reconnect that beat
+    /// the old socket's close. Without one, a cursor stays with the connection that made it.
+    pub principal: Option<Arc<str>>,
+}
+
+impl Peer {
+    /// A peer that may do everything and shares its cursor with no one (tests, benchmarks).
+    pub fn writer() -> Self {
+        Self { scope: Scope::Admin, principal: None }
+    }
+
+    pub fn can_write(&self) -> bool {
+        self.scope >= Scope::Write
+    }
 }
 
 /// A connection's seat at a document: frames (and, when the actor ends the connection, the
@@ -78,7 +103,12 @@ impl DocError {
 
 pub(super) enum DocMsg {
     /// A new connection; the actor queues sync step 1 and the awareness states in `outbox`.
-    Connect { conn: ConnId, outbox: Arc<Outbox>, respond_to: oneshot::Sender<Result<(), DocError>> },
+    Connect {
+        conn: ConnId,
+        outbox: Arc<Outbox>,
+        peer: Peer,
+        respond_to: oneshot::Sender<Result<(), DocError>>,
+    },
     /// A checked message from a connection.
     Client { conn: ConnId, msg: ClientMessage },
     /// The connection has closed; forget it and the awareness states it announced.
@@ -122,11 +152,11 @@ impl DocHandle {
     }
 
     /// Joins the document. `queue` bounds the frames waiting for this connection.
-    pub async fn connect(&self, queue: usize) -> Result<Subscription, DocError> {
+    pub async fn connect(&self, queue: usize, peer: Peer) -> Result<Subscription, DocError> {
         let conn = ConnId::next();
         let outbox = Arc::new(Outbox::new(queue));
         let shared = Arc::clone(&outbox);
-        self.ask(|respond_to| DocMsg::Connect { conn, outbox: shared, respond_to }).await??;
+        self.ask(|respond_to| DocMsg::Connect { conn, outbox: shared, peer, respond_to }).await??;
         Ok(Subscription { conn, outbox })
     }
 

@@ -10,12 +10,15 @@
 //! This module knows nothing of HTTP: it speaks in frames (`Bytes`) and close reasons.
 
 mod actor;
+mod apply;
+mod fanout;
 mod handle;
 mod outbox;
 mod persist;
+mod presence;
 pub mod protocol;
 mod registry;
 
-pub use handle::{Close, ConnId, DocError, DocHandle, Subscription};
+pub use handle::{Close, ConnId, DocError, DocHandle, Peer, Subscription};
 pub use outbox::{Outbox, Taken};
 pub use registry::{DocSettings, Registry};

@@ -182,6 +182,12 @@ pub fn encode_update(update: &[u8]) -> Bytes {
     Message::Sync(SyncMessage::Update(update.to_vec())).encode_v1().into()
 }
 
+/// `[auth, permission denied, reason]`: y-protocols' answer to a message the client may not
+/// send. The stock client logs it and carries on.
+pub fn encode_permission_denied(reason: &str) -> Bytes {
+    Message::Auth(Some(reason.to_owned())).encode_v1().into()
+}
+
 /// `[awareness, update]`.
 pub fn encode_awareness(update: AwarenessUpdate) -> Bytes {
     Message::Awareness(update).encode_v1().into()

@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::actor::DocActor;
-use super::handle::{DocError, DocHandle, INBOX_CAPACITY, Subscription};
+use super::handle::{DocError, DocHandle, INBOX_CAPACITY, Peer, Subscription};
 use crate::config::Config;
 use crate::model::DocId;
 use crate::store::Store;
@@ -107,11 +107,16 @@ impl Registry {
     }
 
     /// Joins a document as a new connection. Retries when it raced with an unloading actor.
-    pub async fn connect(&self, id: DocId, queue: usize) -> Result<(DocHandle, Subscription), DocError> {
+    pub async fn connect(
+        &self,
+        id: DocId,
+        queue: usize,
+        peer: Peer,
+    ) -> Result<(DocHandle, Subscription), DocError> {
         let mut last = DocError::Gone;
         for _ in 0..RACE_RETRIES {
             let handle = self.open(id)?;
-            match handle.connect(queue).await {
+            match handle.connect(queue, peer.clone()).await {
                 Ok(subscription) => return Ok((handle, subscription)),
                 Err(DocError::Gone) => last = DocError::Gone,
                 Err(err) => return Err(err),

@@ -5,11 +5,13 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiBytes, ApiError, ApiJson, ApiQuery, parse_json};
+use super::links;
+use crate::auth::{Access, Scope};
 use crate::model::{Doc, DocId, PageCursor, Title};
 
 /// Page size when the client does not ask for one, and the most it may ask for.
@@ -21,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/docs", get(list_docs).post(create_doc))
         .route("/api/docs/{id}", get(get_doc).patch(rename_doc).delete(delete_doc))
         .route("/api/docs/{id}/text", get(get_doc_text))
+        .route("/api/docs/{id}/links", post(links::create_link))
 }
 
 /// A document id from the path; a malformed one is a 400 with a JSON body.
@@ -51,8 +54,10 @@ struct DocList {
 /// `GET /api/docs?limit=N&cursor=C`: newest `updated_at` first.
 async fn list_docs(
     State(app): State<AppState>,
+    access: Access,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<axum::Json<DocList>, ApiError> {
+    access.allows_all(Scope::Admin)?;
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
@@ -81,8 +86,10 @@ struct CreateDoc {
 /// `POST /api/docs {"title": "..."}` -> 201 Doc. The body may be omitted.
 async fn create_doc(
     State(app): State<AppState>,
+    access: Access,
     ApiBytes(body): ApiBytes,
 ) -> Result<impl IntoResponse, ApiError> {
+    access.allows_all(Scope::Admin)?;
     let body: CreateDoc =
         if body.iter().all(u8::is_ascii_whitespace) { CreateDoc { title: None } } else { parse_json(&body)? };
     let title = match body.title {
@@ -90,12 +97,17 @@ async fn create_doc(
         None => Title::default(),
     };
     let doc = app.store.create_doc(&title).await?;
-    tracing::info!(doc_id = %doc.id, "document created");
+    tracing::info!(doc_id = %doc.id, by = access.who(), "document created");
     Ok((StatusCode::CREATED, axum::Json(doc)))
 }
 
 /// `GET /api/docs/{id}`.
-async fn get_doc(State(app): State<AppState>, DocIdPath(id): DocIdPath) -> Result<axum::Json<Doc>, ApiError> {
+async fn get_doc(
+    State(app): State<AppState>,
+    DocIdPath(id): DocIdPath,
+    access: Access,
+) -> Result<axum::Json<Doc>, ApiError> {
+    access.allows(id, Scope::Read)?;
     let doc = app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
     Ok(axum::Json(doc))
 }
@@ -110,15 +122,22 @@ struct RenameDoc {
 async fn rename_doc(
     State(app): State<AppState>,
     DocIdPath(id): DocIdPath,
+    access: Access,
     ApiJson(body): ApiJson<RenameDoc>,
 ) -> Result<axum::Json<Doc>, ApiError> {
+    access.allows(id, Scope::Write)?;
     let title = Title::parse(&body.title)?;
     let doc = app.store.rename_doc(id, &title).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
     Ok(axum::Json(doc))
 }
 
 /// `DELETE /api/docs/{id}` -> 204. Open connections to it are closed (4404).
-async fn delete_doc(State(app): State<AppState>, DocIdPath(id): DocIdPath) -> Result<StatusCode, ApiError> {
+async fn delete_doc(
+    State(app): State<AppState>,
+    DocIdPath(id): DocIdPath,
+    access: Access,
+) -> Result<StatusCode, ApiError> {
+    access.allows(id, Scope::Admin)?;
     app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
     // Stop the actor first, so that no write of it lands after the delete.
     app.registry.close(id).await;
@@ -127,7 +146,7 @@ async fn delete_doc(State(app): State<AppState>, DocIdPath(id): DocIdPath) -> Re
     }
     // A connection that slipped in between found the document gone, or will on its next write.
     app.registry.close(id).await;
-    tracing::info!(doc_id = %id, "document deleted");
+    tracing::info!(doc_id = %id, by = access.who(), "document deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -135,7 +154,9 @@ async fn delete_doc(State(app): State<AppState>, DocIdPath(id): DocIdPath) -> Re
 async fn get_doc_text(
     State(app): State<AppState>,
     DocIdPath(id): DocIdPath,
+    access: Access,
 ) -> Result<impl IntoResponse, ApiError> {
+    access.allows(id, Scope::Read)?;
     app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
     let text = app.registry.text(id).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))

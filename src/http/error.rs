@@ -3,10 +3,11 @@
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::{Denied, TokenError};
 use crate::doc::DocError;
 use crate::model::{InvalidCursor, InvalidDocId, InvalidTitle};
 use crate::store::StoreError;
@@ -15,8 +16,16 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// No valid token (401): a new token can fix it.
+    #[error("{0}")]
+    Unauthorized(TokenError),
+    /// A valid token that does not reach this far, or a page of a refused origin (403).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
     #[error("{0}")]
     Unprocessable(String),
     /// A rejection from one of axum's extractors, which knows its own status.
@@ -34,7 +43,10 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Rejected { status, .. } => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -48,7 +60,39 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(%cause, "request failed");
         }
-        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+        let mut response = (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        if let Self::Unauthorized(err) = &self {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, www_authenticate(err));
+        }
+        response
+    }
+}
+
+/// RFC 6750 section 3: a bare challenge when no token came, `invalid_token` otherwise.
+fn www_authenticate(err: &TokenError) -> HeaderValue {
+    match err {
+        TokenError::Missing => HeaderValue::from_static("Bearer realm=\"tandem\""),
+        err => {
+            let description = err.to_string().replace(['"', '\\', '\r', '\n'], "'");
+            let value = format!(
+                "Bearer realm=\"tandem\", error=\"invalid_token\", error_description=\"{description}\""
+            );
+            HeaderValue::from_str(&value).unwrap_or_else(|_| {
+                HeaderValue::from_static("Bearer realm=\"tandem\", error=\"invalid_token\"")
+            })
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        Self::Unauthorized(err)
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(err: Denied) -> Self {
+        Self::Forbidden(err.to_string())
     }
 }
 

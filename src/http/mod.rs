@@ -1,8 +1,11 @@
 //! Everything HTTP: the router, health checks, the REST API, the WebSocket endpoint and
 //! the embedded web editor. Only this module knows about HTTP.
 
+mod access;
+mod cross_site;
 mod docs;
 mod error;
+mod links;
 mod web;
 mod websocket;
 mod ws;
@@ -21,8 +24,10 @@ use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
+pub use cross_site::Origins;
 pub use error::ApiError;
 
+use crate::auth::Verifier;
 use crate::config::Config;
 use crate::doc::Registry;
 use crate::store::Store;
@@ -39,16 +44,26 @@ pub struct AppState {
     pub store: Store,
     pub registry: Registry,
     pub config: Arc<Config>,
+    /// The keys tokens are checked with; `None` in open mode.
+    pub auth: Option<Verifier>,
+    /// The origins whose pages may use the API and open sockets.
+    pub origins: Arc<Origins>,
     /// Every WebSocket connection's task, so shutdown can let them send their close frames.
     pub connections: TaskTracker,
 }
 
 pub fn router(state: AppState) -> Router {
+    // What pages and people reach: every route here checks origins and tokens.
+    let api = docs::router()
+        .route("/api/access", get(access::show_access))
+        .route("/ws/{id}", get(ws::doc_socket))
+        .layer(axum::middleware::from_fn(cross_site::require_json_bodies))
+        .layer(cross_site::cors())
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.origins), cross_site::guard_origin));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(docs::router())
-        .route("/ws/{id}", get(ws::doc_socket))
+        .merge(api)
         // Only the editor's files are compressed: API bodies are small, sockets are not HTTP.
         .fallback(web::serve_asset.layer(CompressionLayer::new()))
         .method_not_allowed_fallback(method_not_allowed)

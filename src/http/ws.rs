@@ -14,26 +14,30 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
 use axum::response::Response;
 use bytes::Bytes;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::time::{Instant, MissedTickBehavior, timeout};
+use tokio::time::{Instant, Sleep, sleep_until, timeout};
 
 use super::AppState;
+use super::access::{TokenFrom, authenticate};
 use super::docs::DocIdPath;
 use super::error::ApiError;
 use super::websocket::{self, Event, FrameReader};
+use crate::auth::{Access, Scope};
 use crate::doc::protocol;
-use crate::doc::{Close, ConnId, DocHandle, Outbox, Subscription, Taken};
+use crate::doc::{Close, ConnId, DocHandle, Outbox, Peer, Subscription, Taken};
 use crate::model::DocId;
 
 /// How often the server pings a connection, and how long it waits for any sign of life
@@ -69,15 +73,22 @@ thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
 }
 
-/// Refuses bad requests before the upgrade, then hands the socket to [`serve`].
+/// Refuses bad requests before the upgrade (the origin was checked on the way in), then
+/// hands the socket to [`serve`].
 pub async fn doc_socket(
     State(app): State<AppState>,
     DocIdPath(id): DocIdPath,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
     let (mut parts, _) = request.into_parts();
+    let access = authenticate(&app, &parts, TokenFrom::HeaderOrQuery)?;
+    access.allows(id, Scope::Read)?;
     let accept = check_handshake(&parts.method, parts.version, &parts.headers)?;
+    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    let peer = Peer { scope: access.scope, principal: principal(&app, &access, client) };
+    let expires = access.expires.map(deadline);
+    tracing::debug!(doc_id = %id, scope = %access.scope, who = access.who(), "joining");
     let on_upgrade = parts
         .extensions
         .remove::<OnUpgrade>()
@@ -85,7 +96,7 @@ pub async fn doc_socket(
     let connections = app.connections.clone();
     connections.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve(app, id, TokioIo::new(upgraded)).await,
+            Ok(upgraded) => serve(app, id, peer, expires, TokioIo::new(upgraded)).await,
             Err(err) => tracing::debug!(error = %err, "upgrade failed"),
         }
     });
@@ -97,6 +108,21 @@ pub async fn doc_socket(
         .body(Body::empty())
         .map_err(|err| ApiError::Internal(err.to_string()))?;
     Ok(response)
+}
+
+/// Who a connection belongs to, for taking over one's own cursor from an older socket: the
+/// token's subject; in open mode (no identities), the client's address.
+fn principal(app: &AppState, access: &Access, client: SocketAddr) -> Option<Arc<str>> {
+    match &app.auth {
+        Some(_) => access.sub.clone(),
+        None => Some(Arc::from(client.ip().to_string())),
+    }
+}
+
+/// The moment a token's expiry comes, on the runtime's clock.
+fn deadline(expires: SystemTime) -> Instant {
+    let left = expires.duration_since(SystemTime::now()).unwrap_or_default();
+    Instant::now() + left
 }
 
 /// Checks an opening handshake (RFC 6455 section 4.2.1); the `Sec-WebSocket-Accept` value.
@@ -131,9 +157,9 @@ type Io = TokioIo<Upgraded>;
 /// One connection, for its whole life, in one task. The task is sized for its largest state,
 /// and every connection holds one even while idle: the steps that run once (joining,
 /// leaving, closing) are boxed so that only the pump sets the size (1.1 KiB, from 1.9).
-async fn serve(app: AppState, id: DocId, io: Io) {
+async fn serve(app: AppState, id: DocId, peer: Peer, expires: Option<Instant>, io: Io) {
     let mut conn = Connection::new(io, app.config.max_message_bytes, app.config.max_messages_per_sec);
-    let joined = Box::pin(app.registry.connect(id, app.config.client_queue)).await;
+    let joined = Box::pin(app.registry.connect(id, app.config.client_queue, peer)).await;
     let (handle, sub) = match joined {
         Ok(joined) => joined,
         Err(err) => {
@@ -142,7 +168,7 @@ async fn serve(app: AppState, id: DocId, io: Io) {
             return;
         }
     };
-    let end = conn.pump(&handle, &sub).await;
+    let end = conn.pump(&handle, &sub, expires).await;
     Box::pin(handle.disconnect(sub.conn)).await;
     match end {
         End::Close(reason) => {
@@ -190,10 +216,12 @@ impl Connection {
         }
     }
 
-    /// Moves frames both ways until either side ends.
-    async fn pump(&mut self, handle: &DocHandle, sub: &Subscription) -> End {
-        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    /// Moves frames both ways until either side ends, or the token expires.
+    async fn pump(&mut self, handle: &DocHandle, sub: &Subscription, expires: Option<Instant>) -> End {
+        let mut next_ping = Instant::now() + PING_EVERY;
+        // One timer for the next ping and the expiry, whichever comes first; boxed, so that
+        // it does not size every connection's task.
+        let mut timer: Pin<Box<Sleep>> = Box::pin(sleep_until(first(next_ping, expires)));
         loop {
             if let Err(end) = self.handle_events(handle, sub.conn).await {
                 return end;
@@ -214,13 +242,21 @@ impl Connection {
                         return end;
                     }
                 }
-                _ = ping.tick() => {
-                    if self.last_seen.elapsed() > SILENCE_LIMIT {
-                        return End::Close(CLOSE_SILENT);
+                () = timer.as_mut() => {
+                    let now = Instant::now();
+                    if expires.is_some_and(|at| now >= at) {
+                        return End::Close(Close::EXPIRED);
                     }
-                    if Box::pin(self.write_control(websocket::PING, &[])).await.is_err() {
-                        return End::Broken;
+                    if now >= next_ping {
+                        if self.last_seen.elapsed() > SILENCE_LIMIT {
+                            return End::Close(CLOSE_SILENT);
+                        }
+                        if Box::pin(self.write_control(websocket::PING, &[])).await.is_err() {
+                            return End::Broken;
+                        }
+                        next_ping = now + PING_EVERY;
                     }
+                    timer.as_mut().reset(first(next_ping, expires));
                 }
             }
         }
@@ -324,6 +360,11 @@ impl Connection {
     async fn shutdown(&mut self) -> io::Result<()> {
         self.io.shutdown().await
     }
+}
+
+/// The earlier of a time and an optional one.
+fn first(at: Instant, or: Option<Instant>) -> Instant {
+    or.map_or(at, |or| or.min(at))
 }
 
 /// Reads what the socket has into the thread's buffer, parses it into events, and keeps
