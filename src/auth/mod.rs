@@ -102,9 +102,13 @@ pub struct Access {
     pub sub: Option<Arc<str>>,
     /// The person's display name (`name`), for logs and the editor.
     pub name: Option<Arc<str>>,
-    /// When the token stops being valid (`exp`); `None` in open mode.
+    /// The token's `exp`; `None` in open mode.
     pub expires: Option<SystemTime>,
 }
+
+/// How long after its `exp` a token still counts (clock skew between the application and
+/// this server): the door accepts it that long, and an open socket closes then.
+pub const LEEWAY: Duration = Duration::from_secs(token::LEEWAY_SECONDS);
 
 /// Why an access does not allow a request (a 403).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

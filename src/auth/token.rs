@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Access, Docs, Scope, from_unix_seconds, unix_seconds};
 
-/// Clock skew tolerated on `exp` and `nbf`. The JWT crates default to a minute, which would
-/// keep an expired token working that long.
-const LEEWAY_SECONDS: u64 = 1;
+/// Clock skew tolerated on `exp` and `nbf`, in seconds. The JWT crates default to a minute,
+/// which would keep an expired token working that long.
+pub(super) const LEEWAY_SECONDS: u64 = 1;
 
 /// The claims of a tandem token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

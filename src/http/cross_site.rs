@@ -4,8 +4,8 @@
 //! A request that carries an `Origin` not allowed is refused with 403 before anything else
 //! (a WebSocket upgrade included: browsers open sockets to any site, and the server is the
 //! only one who can say no). Requests without `Origin` come from programs, not pages, and
-//! pass. By default the only allowed origin is the one the request's own `Host` names, so
-//! the bundled editor works under whatever name the server is reached by. And since a page
+//! pass. The origin the request's own `Host` names is always allowed (by default it is the
+//! only one), so the bundled editor works under whatever name the server is reached by. And since a page
 //! may send a "simple" cross-site POST without asking first, a body must be declared
 //! `application/json`, which no simple request can do.
 
@@ -26,11 +26,12 @@ const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 /// The origins allowed to use the API from a page.
 #[derive(Clone, Debug)]
 pub enum Origins {
-    /// Only the origin the request's own `Host` names.
+    /// Only the origin the request's own `Host` names (the server's own pages).
     SameHost,
     /// Any origin (`*`).
     Any,
-    /// These origins, normalised (`scheme://host[:port]`, lowercase, no trailing slash).
+    /// These origins, normalised (`scheme://host[:port]`, lowercase, no trailing slash),
+    /// and the server's own.
     Listed(Vec<String>),
 }
 
@@ -66,14 +67,18 @@ impl Origins {
         let origin = normalise(origin);
         match self {
             Self::Any => true,
-            Self::Listed(list) => list.contains(&origin),
-            Self::SameHost => {
-                let authority = origin.split_once("://").map(|(_, rest)| rest);
-                let host = host.and_then(|h| h.to_str().ok()).map(str::to_ascii_lowercase);
-                matches!((authority, host), (Some(a), Some(h)) if a == h)
-            }
+            Self::Listed(list) => list.contains(&origin) || same_host(&origin, host),
+            Self::SameHost => same_host(&origin, host),
         }
     }
+}
+
+/// Does a (normalised) origin name the host this request was sent to? The bundled editor's
+/// pages always may use their own server, under whatever name it is reached.
+fn same_host(origin: &str, host: Option<&HeaderValue>) -> bool {
+    let authority = origin.split_once("://").map(|(_, rest)| rest);
+    let host = host.and_then(|h| h.to_str().ok()).map(str::to_ascii_lowercase);
+    matches!((authority, host), (Some(a), Some(h)) if a == h)
 }
 
 fn normalise(origin: &str) -> String {

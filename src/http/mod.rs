@@ -57,6 +57,9 @@ pub fn router(state: AppState) -> Router {
     let api = docs::router()
         .route("/api/access", get(access::show_access))
         .route("/ws/{id}", get(ws::doc_socket))
+        // Set before the layers, so that they wrap it too (CORS answers preflights, which
+        // no route has a method for).
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(cross_site::require_json_bodies))
         .layer(cross_site::cors())
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.origins), cross_site::guard_origin));
@@ -68,7 +71,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(web::serve_asset.layer(CompressionLayer::new()))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        // The path only: a WebSocket's query string carries its token.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+            tracing::debug_span!("request", method = %request.method(), path = request.uri().path())
+        }))
         .with_state(state)
 }
 

@@ -119,9 +119,10 @@ fn principal(app: &AppState, access: &Access, client: SocketAddr) -> Option<Arc<
     }
 }
 
-/// The moment a token's expiry comes, on the runtime's clock.
+/// The moment a token's expiry comes (with the leeway the door gives it too), on the
+/// runtime's clock.
 fn deadline(expires: SystemTime) -> Instant {
-    let left = expires.duration_since(SystemTime::now()).unwrap_or_default();
+    let left = (expires + crate::auth::LEEWAY).duration_since(SystemTime::now()).unwrap_or_default();
     Instant::now() + left
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use sqlx::Connection;
+use tandem::auth::{Claims, Docs, Scope, Verifier};
 use tandem::config::Config;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -157,12 +158,23 @@ pub fn test_config(db: &TestDb) -> Config {
     config
 }
 
+/// The secret of tests that run with access control.
+pub const SECRET: &str = "correct horse battery staple";
+
+/// Settings tweak: access control with [`SECRET`].
+pub fn with_auth(config: &mut Config) {
+    config.auth.auth_secret = Some(SECRET.into());
+}
+
 /// The server, running in this process on an ephemeral port.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub db: TestDb,
     pub config: Config,
     pub http: reqwest::Client,
+    /// With access control on: a token for every document with scope admin, which the
+    /// helpers below send (and [`TestApp::client`] connects with).
+    pub admin: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -188,7 +200,17 @@ impl TestApp {
             let _ = stopped.await;
         };
         let task = tokio::spawn(tandem::server::run(config.clone(), listener, shutdown));
-        let app = Self { addr, db, config, http: reqwest::Client::new(), stop: Some(stop), task: Some(task) };
+        let admin =
+            config.auth.auth_secret.as_ref().map(|secret| sign(secret, Docs::All, Scope::Admin, 3600));
+        let app = Self {
+            addr,
+            db,
+            config,
+            http: reqwest::Client::new(),
+            admin,
+            stop: Some(stop),
+            task: Some(task),
+        };
         app.wait_ready().await;
         app
     }
@@ -228,14 +250,41 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The socket URL of a document, with the admin token when access control is on.
     pub fn ws_url(&self, id: &str) -> String {
-        format!("ws://{}/ws/{id}", self.addr)
+        match &self.admin {
+            Some(token) => self.ws_url_with(id, token),
+            None => format!("ws://{}/ws/{id}", self.addr),
+        }
+    }
+
+    pub fn ws_url_with(&self, id: &str, token: &str) -> String {
+        format!("ws://{}/ws/{id}?token={token}", self.addr)
+    }
+
+    /// A token signed with this server's secret, valid for `ttl_seconds` from now.
+    pub fn token(&self, docs: Docs, scope: Scope, ttl_seconds: u64) -> String {
+        let secret = self.config.auth.auth_secret.as_ref().expect("access control is on");
+        sign(secret, docs, scope, ttl_seconds)
+    }
+
+    /// A token for one document.
+    pub fn doc_token(&self, id: &str, scope: Scope) -> String {
+        self.token(Docs::parse(id).expect("a document id"), scope, 3600)
+    }
+
+    /// A request with the admin token, if access control is on.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, self.url(path));
+        match &self.admin {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     pub async fn create_doc(&self, title: &str) -> String {
         let resp = self
-            .http
-            .post(self.url("/api/docs"))
+            .request(reqwest::Method::POST, "/api/docs")
             .json(&serde_json::json!({ "title": title }))
             .send()
             .await
@@ -246,7 +295,8 @@ impl TestApp {
     }
 
     pub async fn text(&self, id: &str) -> String {
-        let resp = self.http.get(self.url(&format!("/api/docs/{id}/text"))).send().await.expect("text");
+        let resp =
+            self.request(reqwest::Method::GET, &format!("/api/docs/{id}/text")).send().await.expect("text");
         assert_eq!(resp.status(), 200, "text of {id}");
         resp.text().await.expect("body")
     }
@@ -254,6 +304,13 @@ impl TestApp {
     pub async fn client(&self, id: &str) -> Client {
         Client::connect(&self.ws_url(id)).await
     }
+}
+
+/// Signs a token as an application's backend would.
+pub fn sign(secret: &str, docs: Docs, scope: Scope, ttl_seconds: u64) -> String {
+    let verifier = Verifier::from_settings(Some(secret), None).expect("secret").expect("keys");
+    let claims = Claims::new(docs, scope, Duration::from_secs(ttl_seconds));
+    verifier.sign(&claims).expect("sign")
 }
 
 fn init_logging() {
@@ -297,6 +354,11 @@ impl Client {
     /// Connects with an existing document (for offline edits made before reconnecting).
     pub async fn connect_with(url: &str, doc: Doc) -> Self {
         let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connect");
+        Self::from_socket(socket, doc).await
+    }
+
+    /// A client over a socket already upgraded: it sends its step 1, as the stock one does.
+    pub async fn from_socket(socket: Socket, doc: Doc) -> Self {
         let mut client = Self {
             socket,
             awareness: Awareness::new(doc),

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::helpers::{Backend, TestApp, require_all, shout};
+use tandem::auth::Scope;
+
+use crate::helpers::{Backend, TestApp, require_all, shout, with_auth};
 
 fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
@@ -23,21 +25,26 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stock_y_websocket_providers_converge() {
+/// Runs a script of tests/interop against `app`'s document `id`; what it printed (JSON).
+/// `None` (after a loud skip) when Node or the packages are missing.
+async fn run_script(
+    test: &str,
+    script: &str,
+    app: &TestApp,
+    id: &str,
+    env: &[(&str, String)],
+) -> Option<serde_json::Value> {
     if let Some(why) = missing_prerequisite() {
         assert!(!require_all(), "interop test cannot run: {why}");
-        shout(&format!("SKIPPED: interop::stock_y_websocket_providers_converge ({why})"));
-        return;
+        shout(&format!("SKIPPED: interop::{test} ({why})"));
+        return None;
     }
-    let app = TestApp::spawn(Backend::Sqlite).await;
-    let id = app.create_doc("interop").await;
     let base = format!("ws://{}/ws", app.addr);
-    let script = interop_dir().join("two_providers.mjs");
     let output = tokio::process::Command::new("node")
-        .arg(&script)
+        .arg(interop_dir().join(script))
         .arg(&base)
-        .arg(&id)
+        .arg(id)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(interop_dir())
         .output()
         .await
@@ -45,8 +52,44 @@ async fn stock_y_websocket_providers_converge() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "node failed: {}\nstdout: {stdout}\nstderr: {stderr}", output.status);
-    let result: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the script prints JSON");
+    Some(serde_json::from_str(stdout.trim()).expect("the script prints JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_y_websocket_providers_converge() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let id = app.create_doc("interop").await;
+    let Some(result) =
+        run_script("stock_y_websocket_providers_converge", "two_providers.mjs", &app, &id, &[]).await
+    else {
+        return;
+    };
     let text = result["text"].as_str().expect("text");
     assert_eq!(text.len(), 40 * 4 + "A-offline;".len() + "B-online;".len(), "{text}");
     assert_eq!(app.text(&id).await, text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_providers_with_tokens_read_only_and_expiry() {
+    let app = TestApp::spawn_with(Backend::Sqlite, with_auth).await;
+    let id = app.create_doc("interop with tokens").await;
+    let docs = tandem::auth::Docs::parse(&id).expect("id");
+    let env = [
+        ("TANDEM_WRITE_TOKEN", app.doc_token(&id, Scope::Write)),
+        ("TANDEM_READ_TOKEN", app.doc_token(&id, Scope::Read)),
+        ("TANDEM_SHORT_TOKEN", app.token(docs, Scope::Write, 4)),
+        ("TANDEM_FRESH_TOKEN", app.doc_token(&id, Scope::Write)),
+    ];
+    let test = "stock_providers_with_tokens_read_only_and_expiry";
+    let Some(result) = run_script(test, "token_providers.mjs", &app, &id, &env).await else {
+        return;
+    };
+    assert_eq!(result["close"], 4401);
+    let text = result["text"].as_str().expect("text");
+    assert!(!text.contains("refused;"), "{text}");
+    assert_eq!(app.text(&id).await, text);
+    assert!(
+        text.starts_with("written;") && text.contains("more;") && text.contains("after refresh;"),
+        "{text}"
+    );
 }

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod access;
 mod awareness;
 mod crash;
 mod docs;
