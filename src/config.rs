@@ -104,10 +104,75 @@ pub struct Config {
     #[arg(long, env = "TANDEM_MAX_MESSAGE_BYTES", default_value_t = 8 << 20)]
     pub max_message_bytes: usize,
 
-    /// Sustained WebSocket messages per second accepted from one connection (bursts of five
-    /// seconds' worth are allowed). A client that sends faster is closed with 1008. 0 = no limit.
+    /// Sustained WebSocket messages per second read from one connection (bursts of five
+    /// seconds' worth). A client that sends faster is slowed down: the server reads its
+    /// socket no faster than this, so TCP holds the sender back. 0 = no limit.
     #[arg(long, env = "TANDEM_MAX_MESSAGES_PER_SEC", default_value_t = 1000)]
     pub max_messages_per_sec: u32,
+
+    /// Most y-websocket messages in one WebSocket message (the stock client sends one); more
+    /// closes the connection with 1008.
+    #[arg(long, env = "TANDEM_MAX_MESSAGES_PER_FRAME", default_value_t = 16)]
+    pub max_messages_per_frame: usize,
+
+    /// A WebSocket frame (or fragmented message) once started must be complete within this
+    /// many milliseconds, or the connection is closed with 1008.
+    #[arg(long, env = "TANDEM_FRAME_TIMEOUT_MS", default_value_t = 30_000)]
+    pub frame_timeout_ms: u64,
+
+    /// Largest encoded state of a document, in bytes: an update that would take it past this
+    /// is refused and its connection closed with 1009.
+    #[arg(long, env = "TANDEM_MAX_DOC_BYTES", default_value_t = 64 << 20)]
+    pub max_doc_bytes: u64,
+
+    /// Most TCP connections at once (REST and WebSocket alike, half-open ones too); past it
+    /// new ones get 503. 0: what the process's descriptor limit allows, less a reserve.
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// Most TCP connections from one client address (503 past it). 0 = no cap.
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+
+    /// Most WebSocket connections to one document (503 past it).
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_DOC", default_value_t = 10_000)]
+    pub max_connections_per_doc: usize,
+
+    /// New connections per second from one client address, with bursts of five seconds'
+    /// worth (429 past it). 0 = no limit.
+    #[arg(long, env = "TANDEM_CONNECT_RATE_PER_IP", default_value_t = 0)]
+    pub connect_rate_per_ip: u32,
+
+    /// Take the client's address from `Forwarded` / `X-Forwarded-For` (set it only behind a
+    /// proxy that sets them).
+    #[arg(long, env = "TANDEM_TRUST_PROXY_HEADERS")]
+    pub trust_proxy_headers: bool,
+
+    /// A request head must arrive within this many milliseconds of the connection opening
+    /// (or of the previous response), or the connection is closed.
+    #[arg(long, env = "TANDEM_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
+    /// An idle keep-alive connection is closed after this many milliseconds.
+    #[arg(long, env = "TANDEM_KEEPALIVE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub keepalive_timeout_ms: u64,
+
+    /// Largest request head (request line and headers), in bytes; larger gets 431.
+    #[arg(long, env = "TANDEM_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// A REST request must be answered within this many milliseconds (a slow body gets 408).
+    #[arg(long, env = "TANDEM_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+
+    /// PEM certificate chain: serve https and wss (with --tls-key). Reloaded on SIGHUP and
+    /// when the file changes.
+    #[arg(long, env = "TANDEM_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TANDEM_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 
     /// Messages queued for one connection before it counts as too slow and is closed with
     /// 1013 (it reconnects and resyncs, losing nothing).
@@ -153,5 +218,9 @@ impl Config {
 
     pub fn awareness_timeout(&self) -> Duration {
         Duration::from_millis(self.awareness_timeout_ms)
+    }
+
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_millis(self.frame_timeout_ms)
     }
 }

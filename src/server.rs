@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::doc::{DocSettings, Registry};
-use crate::http::{self, AppState, Origins};
+use crate::http::{self, AppState, EdgeSettings, LimitSettings, Limits, Origins, Tls};
 use crate::store::Store;
 
 /// How long shutdown waits for documents to write what they hold. Writes that fail for that
@@ -36,6 +35,9 @@ pub async fn run(
     let origins = Origins::from_settings(&config.allowed_origins)
         .map_err(anyhow::Error::msg)
         .context("reading --allowed-origins")?;
+    let tls = Tls::from_settings(config.tls_cert.as_deref(), config.tls_key.as_deref())
+        .context("setting up TLS")?;
+    let limits = Limits::new(limit_settings(&config));
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
@@ -47,11 +49,19 @@ pub async fn run(
         config: Arc::new(config),
         auth: auth.clone(),
         origins: Arc::new(origins),
+        limits: Arc::clone(&limits),
         connections: connections.clone(),
+    };
+    let edge = EdgeSettings {
+        header_timeout: Duration::from_millis(state.config.header_timeout_ms),
+        keepalive_timeout: Duration::from_millis(state.config.keepalive_timeout_ms),
+        max_header_bytes: state.config.max_header_bytes,
     };
     let addr = listener.local_addr()?;
     let access = if auth.is_some() { "tokens" } else { "open" };
-    tracing::info!(%addr, backend = store.backend(), access, "tandem listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, backend = store.backend(), access, scheme,
+        max_connections = limits.settings().max_connections, "tandem listening");
     if auth.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
             %addr,
@@ -61,15 +71,12 @@ pub async fn run(
     }
 
     let app = http::router(state);
-    // Small frames must not wait for delayed ACKs (Nagle): every keystroke is one.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-    });
-    // Each connection's address: the principal of an open-mode connection, and for logs.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP")?;
+    let watching = tokio_util::sync::CancellationToken::new();
+    if let Some(tls) = &tls {
+        tls.clone().watch(watching.clone());
+    }
+    http::serve(listener, app, limits, tls, edge, shutdown).await;
+    watching.cancel();
 
     tracing::info!(open_docs = registry.open_count(), "shutting down: saving open documents");
     if !registry.shutdown(SAVE_TIMEOUT).await {
@@ -82,6 +89,21 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The connection caps, with the default total worked out from the descriptor limit.
+fn limit_settings(config: &Config) -> LimitSettings {
+    let max_connections = match config.max_connections {
+        0 => http::default_max_connections(),
+        n => n,
+    };
+    LimitSettings {
+        max_connections,
+        max_connections_per_ip: config.max_connections_per_ip,
+        max_connections_per_doc: config.max_connections_per_doc.max(1),
+        connect_rate_per_ip: config.connect_rate_per_ip,
+        trust_proxy_headers: config.trust_proxy_headers,
+    }
 }
 
 /// A database URL without its password, for logs.

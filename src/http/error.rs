@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::limits::Refusal;
 use crate::auth::{Denied, TokenError};
 use crate::doc::DocError;
 use crate::model::{InvalidCursor, InvalidDocId, InvalidTitle};
@@ -33,6 +34,9 @@ pub enum ApiError {
     Rejected { status: StatusCode, message: String },
     #[error("{0}")]
     Unavailable(&'static str),
+    /// Past a connection cap or rate: 503 or 429, with `Retry-After`.
+    #[error("{}", .0.message())]
+    Refused(Refusal),
     #[error("internal server error")]
     Internal(String),
 }
@@ -50,6 +54,8 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Rejected { status, .. } => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Refused(Refusal::TooFast(_)) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,8 +67,15 @@ impl IntoResponse for ApiError {
             tracing::error!(%cause, "request failed");
         }
         let mut response = (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
-        if let Self::Unauthorized(err) = &self {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, www_authenticate(err));
+        match &self {
+            Self::Unauthorized(err) => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, www_authenticate(err));
+            }
+            Self::Refused(refusal) => {
+                let seconds = refusal.retry_after().as_secs().max(1);
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            _ => {}
         }
         response
     }

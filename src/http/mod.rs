@@ -5,7 +5,10 @@ mod access;
 mod cross_site;
 mod docs;
 mod error;
+mod limits;
 mod links;
+mod listener;
+mod tls;
 mod web;
 mod websocket;
 mod ws;
@@ -26,6 +29,9 @@ use tower_http::trace::TraceLayer;
 
 pub use cross_site::Origins;
 pub use error::ApiError;
+pub use limits::{LimitSettings, Limits, default_max_connections};
+pub use listener::{EdgeSettings, serve};
+pub use tls::Tls;
 
 use crate::auth::Verifier;
 use crate::config::Config;
@@ -48,6 +54,8 @@ pub struct AppState {
     pub auth: Option<Verifier>,
     /// The origins whose pages may use the API and open sockets.
     pub origins: Arc<Origins>,
+    /// Connection counts and caps.
+    pub limits: Arc<Limits>,
     /// Every WebSocket connection's task, so shutdown can let them send their close frames.
     pub connections: TaskTracker,
 }
@@ -60,6 +68,10 @@ pub fn router(state: AppState) -> Router {
         // Set before the layers, so that they wrap it too (CORS answers preflights, which
         // no route has a method for).
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_millis(state.config.request_timeout_ms),
+            answer_in_time,
+        ))
         .layer(axum::middleware::from_fn(cross_site::require_json_bodies))
         .layer(cross_site::cors())
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.origins), cross_site::guard_origin));
@@ -82,6 +94,22 @@ async fn method_not_allowed() -> ApiError {
     ApiError::Rejected {
         status: StatusCode::METHOD_NOT_ALLOWED,
         message: "method not allowed on this path".into(),
+    }
+}
+
+/// A request not answered within the timeout (a body trickling in, say) gets 408.
+async fn answer_in_time(
+    State(limit): State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Rejected {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: "the request took too long to arrive".into(),
+        }
+        .into_response(),
     }
 }
 

@@ -34,6 +34,7 @@ use super::AppState;
 use super::access::{TokenFrom, authenticate};
 use super::docs::DocIdPath;
 use super::error::ApiError;
+use super::limits::{DocSeat, Seat};
 use super::websocket::{self, Event, FrameReader};
 use crate::auth::{Access, Scope};
 use crate::doc::protocol;
@@ -86,8 +87,13 @@ pub async fn doc_socket(
     access.allows(id, Scope::Read)?;
     let accept = check_handshake(&parts.method, parts.version, &parts.headers)?;
     app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
-    let peer = Peer { scope: access.scope, principal: principal(&app, &access, client) };
-    let expires = access.expires.map(deadline);
+    let doc_seat = app.limits.join_doc(id).map_err(ApiError::Refused)?;
+    let session = Session {
+        id,
+        peer: Peer { scope: access.scope, principal: principal(&app, &access, client) },
+        expires: access.expires.map(deadline),
+        _seats: (parts.extensions.remove::<Arc<Seat>>(), doc_seat),
+    };
     tracing::debug!(doc_id = %id, scope = %access.scope, who = access.who(), "joining");
     let on_upgrade = parts
         .extensions
@@ -96,7 +102,7 @@ pub async fn doc_socket(
     let connections = app.connections.clone();
     connections.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve(app, id, peer, expires, TokioIo::new(upgraded)).await,
+            Ok(upgraded) => serve(app, session, TokioIo::new(upgraded)).await,
             Err(err) => tracing::debug!(error = %err, "upgrade failed"),
         }
     });
@@ -108,6 +114,16 @@ pub async fn doc_socket(
         .body(Body::empty())
         .map_err(|err| ApiError::Internal(err.to_string()))?;
     Ok(response)
+}
+
+/// What a connection is, besides its socket.
+struct Session {
+    id: DocId,
+    peer: Peer,
+    /// When its token expires, on the runtime's clock.
+    expires: Option<Instant>,
+    /// Its places within the connection caps, given back when it ends.
+    _seats: (Option<Arc<Seat>>, DocSeat),
 }
 
 /// Who a connection belongs to, for taking over one's own cursor from an older socket: the
@@ -158,9 +174,10 @@ type Io = TokioIo<Upgraded>;
 /// One connection, for its whole life, in one task. The task is sized for its largest state,
 /// and every connection holds one even while idle: the steps that run once (joining,
 /// leaving, closing) are boxed so that only the pump sets the size (1.1 KiB, from 1.9).
-async fn serve(app: AppState, id: DocId, peer: Peer, expires: Option<Instant>, io: Io) {
+async fn serve(app: AppState, session: Session, io: Io) {
     let mut conn = Connection::new(io, app.config.max_message_bytes, app.config.max_messages_per_sec);
-    let joined = Box::pin(app.registry.connect(id, app.config.client_queue, peer)).await;
+    let id = session.id;
+    let joined = Box::pin(app.registry.connect(id, app.config.client_queue, session.peer.clone())).await;
     let (handle, sub) = match joined {
         Ok(joined) => joined,
         Err(err) => {
@@ -169,7 +186,7 @@ async fn serve(app: AppState, id: DocId, peer: Peer, expires: Option<Instant>, i
             return;
         }
     };
-    let end = conn.pump(&handle, &sub, expires).await;
+    let end = conn.pump(&handle, &sub, session.expires).await;
     Box::pin(handle.disconnect(sub.conn)).await;
     match end {
         End::Close(reason) => {
