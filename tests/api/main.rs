@@ -8,6 +8,7 @@ mod access;
 mod awareness;
 mod crash;
 mod docs;
+mod edge;
 mod garbage;
 mod interop;
 mod lifecycle;
