@@ -112,9 +112,10 @@ impl Tls {
 
     /// Reloads on SIGHUP and when the files change, until `stop`.
     pub fn watch(self, stop: CancellationToken) {
+        // Registered before returning: a SIGHUP from now on reloads (instead of killing).
+        #[cfg(unix)]
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         tokio::spawn(async move {
-            #[cfg(unix)]
-            let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             let mut tick = tokio::time::interval(WATCH_EVERY);
             loop {
                 #[cfg(unix)]

@@ -45,7 +45,11 @@ async fn request(tcp: &mut TcpStream, path: &str, extra: &str) -> String {
 }
 
 fn status(response: &str) -> u16 {
-    response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {response:?}"))
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"))
 }
 
 fn upgrade_head(app: &TestApp, id: &str) -> String {
@@ -201,7 +205,9 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_capped() {
     .await;
     let _first = {
         let mut tcp = TcpStream::connect(app.addr).await.unwrap();
-        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n").await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n")
+            .await
+            .unwrap();
         let mut buf = [0u8; 1024];
         let n = tcp.read(&mut buf).await.unwrap();
         assert_eq!(status(&String::from_utf8_lossy(&buf[..n])), 200);

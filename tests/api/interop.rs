@@ -39,7 +39,8 @@ async fn run_script(
         shout(&format!("SKIPPED: interop::{test} ({why})"));
         return None;
     }
-    let base = format!("ws://{}/ws", app.addr);
+    let scheme = if app.config.tls_cert.is_some() { "wss" } else { "ws" };
+    let base = format!("{scheme}://{}/ws", app.addr);
     let output = tokio::process::Command::new("node")
         .arg(interop_dir().join(script))
         .arg(&base)
@@ -92,4 +93,22 @@ async fn stock_providers_with_tokens_read_only_and_expiry() {
         text.starts_with("written;") && text.contains("more;") && text.contains("after refresh;"),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_providers_over_wss() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (app, cert) = crate::tls::tls_app(dir.path()).await;
+    let id = app.create_doc_over_tls(&cert.der).await;
+    // Node trusts the test's own certificate through NODE_EXTRA_CA_CERTS, as a deployment
+    // with a private CA would.
+    let env = [("NODE_EXTRA_CA_CERTS", cert.cert.display().to_string())];
+    let Some(result) = run_script("stock_providers_over_wss", "two_providers.mjs", &app, &id, &env).await
+    else {
+        return;
+    };
+    let text = result["text"].as_str().expect("text");
+    let served = crate::tls::https_get(app.addr, &cert.der, &format!("/api/docs/{id}/text")).await;
+    assert!(served.ends_with(text), "{served}");
+    assert_eq!(text.len(), 40 * 4 + "A-offline;".len() + "B-online;".len(), "{text}");
 }

@@ -12,6 +12,8 @@ mod edge;
 mod garbage;
 mod interop;
 mod lifecycle;
+mod proxy;
 mod storage;
 mod sync;
+mod tls;
 mod web;
