@@ -25,6 +25,7 @@ use super::persist::Persist;
 use super::presence::{self, Heard, Presence};
 use super::protocol::{self, ClientMessage, IncomingAwareness, IncomingUpdate};
 use super::registry::DocSettings;
+use super::size::DocSize;
 use crate::model::DocId;
 use crate::store::{Store, StoreError};
 
@@ -49,6 +50,8 @@ pub(super) struct DocActor {
     fanout: Fanout,
     /// Which connection owns each awareness client id.
     presence: Presence,
+    /// The document's size, against its limit.
+    size: DocSize,
     persist: Persist,
     settings: Arc<DocSettings>,
     inbox: mpsc::Receiver<DocMsg>,
@@ -76,9 +79,10 @@ impl DocActor {
             loaded = load(id, &store) => loaded,
             () = cancel.cancelled() => Err(DocError::ShuttingDown),
         };
-        let (doc, persist) = match loaded {
-            Ok((doc, last_seq, rows, bytes)) => {
-                (doc, Persist::new(id, store, &settings, last_seq, rows, bytes))
+        let (doc, persist, size) = match loaded {
+            Ok(Loaded { doc, last_seq, log_rows, log_bytes, stored_bytes }) => {
+                let size = DocSize::loaded(settings.max_doc_bytes, stored_bytes);
+                (doc, Persist::new(id, store, &settings, last_seq, log_rows, log_bytes), size)
             }
             Err(err) => {
                 if !matches!(err, DocError::NotFound | DocError::ShuttingDown) {
@@ -94,6 +98,7 @@ impl DocActor {
             awareness: Awareness::with_clock(doc, clock),
             fanout: Fanout::default(),
             presence: Presence::default(),
+            size,
             persist,
             settings,
             inbox,
@@ -310,18 +315,7 @@ impl DocActor {
     /// Applies updates from connections that may write: logs and broadcasts what came out,
     /// and closes the connections whose update did not apply.
     fn apply_updates(&mut self, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<(), Panicked> {
-        let updates: Vec<_> = updates
-            .into_iter()
-            .filter(|(conn, _)| {
-                // The actor itself refuses writes from read-only connections, whatever path
-                // their messages took.
-                let allowed = self.fanout.can_write(*conn);
-                if !allowed {
-                    self.refuse_write(*conn);
-                }
-                allowed
-            })
-            .collect();
+        let updates: Vec<_> = updates.into_iter().filter(|(conn, update)| self.admits(*conn, update)).collect();
         if updates.is_empty() {
             return Ok(());
         }
@@ -339,6 +333,29 @@ impl DocActor {
             self.remove(&applied.refused, Some(Close::BAD_UPDATE));
         }
         Ok(())
+    }
+
+    /// May this update be applied? The actor itself refuses writes from read-only
+    /// connections, whatever path their messages took, and updates that would take the
+    /// document past its size limit (closing their connection with 1009).
+    fn admits(&mut self, conn: ConnId, update: &IncomingUpdate) -> bool {
+        if !self.fanout.contains(conn) {
+            return false;
+        }
+        if !self.fanout.can_write(conn) {
+            self.refuse_write(conn);
+            return false;
+        }
+        let doc = self.awareness.doc();
+        let measure = || doc.transact().encode_state_as_update_v1(&StateVector::default()).len() as u64;
+        if !self.size.admits(update.raw.len(), measure) {
+            tracing::warn!(?conn, bytes = update.raw.len(), limit = self.settings.max_doc_bytes,
+                "refused an update that would take the document past its size limit");
+            self.remove(&[conn], Some(Close::DOC_TOO_BIG));
+            return false;
+        }
+        self.size.grew(update.raw.len());
+        true
     }
 
     /// A write from a connection that may not write: never applied, stored or broadcast.
@@ -448,17 +465,29 @@ impl DocActor {
     }
 }
 
+/// A document read from the store.
+struct Loaded {
+    doc: Doc,
+    /// The highest log `seq` it holds.
+    last_seq: i64,
+    /// The log after the snapshot, for compaction.
+    log_rows: u64,
+    log_bytes: u64,
+    /// Snapshot and log together, at least the size of the encoded state.
+    stored_bytes: u64,
+}
+
 /// Reads the stored state into a fresh document: the latest snapshot, then the log after
-/// it, in one transaction. Returns the document, the last `seq`, and the log's rows and
-/// bytes (for compaction).
-async fn load(id: DocId, store: &Store) -> Result<(Doc, i64, u64, u64), DocError> {
+/// it, in one transaction.
+async fn load(id: DocId, store: &Store) -> Result<Loaded, DocError> {
     let stored = store.load_state(id).await.map_err(|err| match err {
         StoreError::NotFound => DocError::NotFound,
         err => DocError::Load(err.to_string()),
     })?;
     let doc = Doc::new();
-    let rows = stored.updates.len() as u64;
-    let bytes = stored.updates.iter().map(|u| u.len() as u64).sum();
+    let log_rows = stored.updates.len() as u64;
+    let log_bytes: u64 = stored.updates.iter().map(|u| u.len() as u64).sum();
+    let stored_bytes = log_bytes + stored.snapshot.as_ref().map_or(0, |s| s.len() as u64);
     {
         let mut txn = doc.transact_mut();
         for (i, data) in stored.snapshot.iter().chain(&stored.updates).enumerate() {
@@ -471,8 +500,8 @@ async fn load(id: DocId, store: &Store) -> Result<(Doc, i64, u64, u64), DocError
             }
         }
     }
-    tracing::debug!(last_seq = stored.last_seq, log_rows = rows, "loaded");
-    Ok((doc, stored.last_seq, rows, bytes))
+    tracing::debug!(last_seq = stored.last_seq, log_rows, "loaded");
+    Ok(Loaded { doc, last_seq: stored.last_seq, log_rows, log_bytes, stored_bytes })
 }
 
 /// Answers every command still queued in a closed inbox with `err`.

@@ -42,6 +42,8 @@ impl Close {
     pub const DELETED: Self = Self { code: 4404, reason: "document deleted" };
     pub const TOO_MANY_AWARENESS: Self =
         Self { code: 1008, reason: "too many awareness clients on one connection" };
+    pub const DOC_TOO_BIG: Self =
+        Self { code: 1009, reason: "document too big: the update would take it past the server's limit" };
     /// Final (4400-4499): the stock client stops reconnecting; the application brings a new token.
     pub const EXPIRED: Self = Self { code: 4401, reason: "token expired" };
 }

@@ -18,6 +18,7 @@ mod persist;
 mod presence;
 pub mod protocol;
 mod registry;
+mod size;
 
 pub use handle::{Close, ConnId, DocError, DocHandle, Peer, Subscription};
 pub use outbox::{Outbox, Taken};

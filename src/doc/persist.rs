@@ -274,6 +274,7 @@ mod tests {
             snapshot_bytes: 1000,
             idle_unload: Duration::from_secs(30),
             awareness_timeout: Duration::from_secs(30),
+            max_doc_bytes: u64::MAX,
         }
     }
 

@@ -26,6 +26,8 @@ pub struct DocSettings {
     pub snapshot_bytes: u64,
     pub idle_unload: Duration,
     pub awareness_timeout: Duration,
+    /// Largest encoded state a document may grow to.
+    pub max_doc_bytes: u64,
 }
 
 impl From<&Config> for DocSettings {
@@ -36,6 +38,7 @@ impl From<&Config> for DocSettings {
             snapshot_bytes: config.snapshot_bytes.max(1),
             idle_unload: config.idle_unload(),
             awareness_timeout: config.awareness_timeout(),
+            max_doc_bytes: config.max_doc_bytes,
         }
     }
 }

@@ -12,6 +12,7 @@ mod edge;
 mod garbage;
 mod interop;
 mod lifecycle;
+mod limits;
 mod proxy;
 mod storage;
 mod sync;
