@@ -92,7 +92,7 @@ async function editLink(t) {
   // Dana never picked a name: the editor takes the one her token gives.
   const d = await openUrl(await t.context(null, '#0e7c86'), t.watch, link(server, doc.id, edit), 'dana');
   assertNoTokenInAddress(d, 'Dana');
-  await d.getByRole('button', { name: 'You: Dana' }).waitFor();
+  await waitUntil("Dana's page to call her Dana", async () => (await d.locator('.name-button').textContent()) === 'You: Dana');
   await waitUntil("Dana listed in Alice's page", async () => (await peopleIn(a)).includes('Dana'));
   if ((await d.locator('.view-only').count()) !== 0) throw new Error('an edit link shows "View only"');
   if ((await d.getByRole('button', { name: /^(Share|Copy link)$/ }).count()) !== 0) throw new Error('an edit link offers Share or Copy link');
@@ -240,11 +240,12 @@ async function authList(t) {
   const row = page.locator(`.doc-row[data-id="${kept.id}"]`);
   await row.waitFor();
   assertNoTokenInAddress(page, 'The list');
+  // The next visit, without ?token=, uses the kept token: it lists a document made since, renames and deletes it.
+  const made = await server.createDoc('Made elsewhere');
   await page.goto(`${server.base}/`);
   await row.waitFor();
-  const made = await server.createDoc('Made elsewhere');
   const madeRow = page.locator(`.doc-row[data-id="${made.id}"]`);
-  await madeRow.waitFor({ timeout: 8000 });
+  await madeRow.waitFor();
   await madeRow.getByRole('button', { name: /^Rename/ }).click();
   await page.keyboard.press('Control+A');
   await page.keyboard.type('Renamed by an admin');
