@@ -117,6 +117,14 @@ async function editLink(t) {
   await d.locator('.view-only').waitFor();
   await waitForText(d, 'the text in the view', (text) => text === 'Dana writes the first line. And the second.');
   assertNoRefusedWrites(t, 'dana');
+
+  // A link that does not work does not push out the kept token.
+  t.watch.allow(/status of 401/);
+  await d.goto(link(server, doc.id, 'not-a-token'));
+  await shows(d, 'This link is not valid');
+  await d.goto(`${server.base}/d/${doc.id}`);
+  await waitForStatus(d, 'connected');
+  await d.locator('.view-only').waitFor();
   await screenshot(t.shots, 'edit-link', [['alice', a], ['dana (edit link, then a view link)', d]]);
 }
 

@@ -16,7 +16,7 @@ import { copyLink, flash } from './copyLink';
 import { renderPresence } from './presence';
 import { showMessage } from './message';
 import { shareControl } from './share';
-import { keptToken, takeToken } from './tokenStore';
+import { keepToken, keptToken, takeToken, type GivenToken } from './tokenStore';
 
 /** How often the title is re-read, so a rename made elsewhere shows up (and a deletion is noticed). */
 const TITLE_POLL_MS = 4000;
@@ -44,26 +44,29 @@ function setPageTitle(title: string): void {
  * link and should see what it gives. Otherwise the one kept for this document and the document list's (an
  * admin's token for every document, so that documents opened from the list work); the best of them wins.
  */
-function tokensFor(id: string): string[] {
-  const own = takeToken({ doc: id });
+function tokensFor(own: GivenToken | null): string[] {
   if (own?.fresh) return [own.token];
   return [own?.token ?? null, keptToken('list')].filter((token): token is string => !!token);
 }
 
 export async function showEditorPage(main: HTMLElement, id: string): Promise<void> {
   replaceChildren(main, h('p', { class: 'loading', role: 'status' }, 'Opening document…'));
-  const tokens = tokensFor(id);
+  const own = takeToken({ doc: id });
+  const tokens = tokensFor(own);
   let pass: Pass | null = null;
   let doc: Doc | null = null;
   try {
     pass = await choosePass({ doc: id }, tokens);
+    if (own?.fresh && pass.api.token === own.token) keepToken({ doc: id }, own.token);
     doc = await pass.api.getDoc(id);
   } catch (err) {
     if (!(err instanceof ApiError) || !err.unreachable) {
       await showMissing(main, id, err, tokens.length > 0);
       return;
     }
-    // The server is unreachable: open this browser's copy; it syncs once the connection is back.
+    // The server is unreachable: open this browser's copy; it syncs once the connection is back. A new link's
+    // token cannot be checked now, so it is kept rather than lost.
+    if (own?.fresh && !pass) keepToken({ doc: id }, own.token);
   }
   openEditor(main, id, doc, pass ?? guessPass(tokens));
 }

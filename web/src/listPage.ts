@@ -5,7 +5,7 @@ import { Api, ApiError, type Doc } from './api';
 import { NotForThis, choosePass, refusalOf, showRefusal } from './access';
 import { h, replaceChildren } from './dom';
 import { fullDate, timeAgo } from './time';
-import { takeToken } from './tokenStore';
+import { keepToken, takeToken } from './tokenStore';
 
 const PAGE_SIZE = 50;
 /** The server's largest page; a refresh re-reads what is shown in pages of this size. */
@@ -15,28 +15,33 @@ const REFRESH_MS = 3000;
 export async function showListPage(main: HTMLElement): Promise<void> {
   document.title = 'Documents · tandem';
   replaceChildren(main, h('p', { class: 'loading', role: 'status' }, 'Loading documents…'));
-  const token = takeToken('list')?.token ?? null;
+  const given = takeToken('list');
+  const token = given?.token ?? null;
   let api = new Api(token);
   try {
     api = (await choosePass('list', token ? [token] : [])).api;
+    if (given?.fresh && api.token === given.token) keepToken('list', given.token);
   } catch (err) {
     if (!(err instanceof ApiError && err.unreachable)) {
-      showListRefusal(main, err, token !== null);
+      showListRefusal(main, err, token);
       return;
     }
-    // Unreachable: the list says so and keeps trying, and is refused later if the token does not do.
+    // Unreachable: the list says so and keeps trying, and is refused later if the token does not do. A new
+    // link's token cannot be checked now, so it is kept rather than lost.
+    if (given?.fresh) keepToken('list', given.token);
   }
   new DocList(main, api).start();
 }
 
 /** Why the list cannot be shown. An expired or broken link says so; any other token just does not open the list. */
-function showListRefusal(main: HTMLElement, err: unknown, hadToken: boolean): void {
-  const refusal = refusalOf(err, hadToken);
+function showListRefusal(main: HTMLElement, err: unknown, token: string | null): void {
+  const refusal = refusalOf(err, token !== null);
   if (refusal === 'expired' || refusal === 'invalid') {
     showRefusal(main, refusal);
-  } else if (err instanceof NotForThis && err.access.doc !== '*') {
-    // A link to one document, opened at the list's address: lead on to that document.
-    showRefusal(main, 'needed', { label: 'Open the document this link is for', href: `/d/${encodeURIComponent(err.access.doc)}` });
+  } else if (token && err instanceof NotForThis && err.access.doc !== '*') {
+    // A link to one document, opened at the list's address: lead on to that document, with the token.
+    const href = `/d/${encodeURIComponent(err.access.doc)}?token=${encodeURIComponent(token)}`;
+    showRefusal(main, 'needed', { label: 'Open the document this link is for', href });
   } else if (refusal) {
     showRefusal(main, 'needed');
   } else {
@@ -118,7 +123,7 @@ class DocList {
     window.clearInterval(this.timer);
     window.removeEventListener('focus', this.onFocus);
     document.removeEventListener('visibilitychange', this.onVisible);
-    showListRefusal(this.main, err, this.api.token !== null);
+    showListRefusal(this.main, err, this.api.token);
     return true;
   }
 

@@ -26,28 +26,31 @@ function write(key: string, value: string): void {
 }
 
 /** A token for this page, and whether it came in the address just now (rather than from an earlier visit). */
-export interface KeptToken {
+export interface GivenToken {
   token: string;
   fresh: boolean;
 }
 
 /**
- * The token of `owner`: the address bar's `?token=` if there is one (which replaces any kept before, and is
- * removed from the address), else the one kept from an earlier visit.
+ * The token of `owner`: the address bar's `?token=` if there is one (taken out of the address at once), else the
+ * one kept from an earlier visit. A fresh one is kept only once the server has accepted it ([keepToken]), so a
+ * mistyped or expired link does not push out a token that still works.
  */
-export function takeToken(owner: TokenFor): KeptToken | null {
+export function takeToken(owner: TokenFor): GivenToken | null {
   const url = new URL(location.href);
   const given = url.searchParams.get('token');
   if (given !== null) {
     url.searchParams.delete('token');
     history.replaceState(history.state, '', url.pathname + url.search + url.hash);
-    if (given) {
-      write(keyOf(owner), given);
-      return { token: given, fresh: true };
-    }
+    if (given) return { token: given, fresh: true };
   }
   const kept = read(keyOf(owner));
   return kept ? { token: kept, fresh: false } : null;
+}
+
+/** Keeps `token` for `owner`'s later visits, in place of any kept before. */
+export function keepToken(owner: TokenFor, token: string): void {
+  write(keyOf(owner), token);
 }
 
 /** The token kept for `owner`, without looking at the address. */
