@@ -109,7 +109,7 @@ async function editLink(t) {
 
   // A new link replaces the kept token: after a view link, the plain address is view only too. This browser
   // keeps a copy of the document from when it could edit; as a viewer it must not send that copy back.
-  const view = await server.mint({ doc: doc.id, scope: 'read' });
+  const view = await server.mint({ doc: doc.id, scope: 'read', name: 'Dana' });
   await d.goto(link(server, doc.id, view));
   await d.locator('.view-only').waitFor();
   await d.goto(`${server.base}/d/${doc.id}`);
@@ -197,15 +197,18 @@ async function refusedLinks(t) {
   await shows(live, 'This link has expired', 15_000);
   const codes = await live.evaluate(() => window.closeCodes);
   if (codes.join() !== '4401') throw new Error(`the socket closed with ${JSON.stringify(codes)}, not once with 4401`);
-  // y-websocket would try again within a few hundred milliseconds if it were going to.
-  await sleep(1500);
+  // y-websocket tries again within a few hundred milliseconds (200 ms after a synced connection) if it is going
+  // to: give it a second, while waiting for REST to refuse the token too (its check allows a second of leeway).
+  await Promise.all([
+    sleep(1000),
+    waitUntil('the server to refuse the expired token', async () => {
+      const res = await fetch(`${server.base}/api/access`, { headers: { authorization: `Bearer ${short}` } });
+      return res.status === 401;
+    }),
+  ]);
   if (sockets !== 1) throw new Error(`the page opened ${sockets} sockets; it should not reconnect after 4401`);
 
   // The same link, opened now that it has expired, in a browser that never saw it.
-  await waitUntil('the server to refuse the expired token', async () => {
-    const res = await fetch(`${server.base}/api/access`, { headers: { authorization: `Bearer ${short}` } });
-    return res.status === 401;
-  });
   const fresh = await t.context(...CAROL);
   const open = async (url, label) => {
     const page = await fresh.newPage();

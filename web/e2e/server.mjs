@@ -56,10 +56,16 @@ export class TandemServer {
     return Boolean(this.env.TANDEM_AUTH_SECRET);
   }
 
-  /** The environment the server (and its `token` subcommand, which reads the same settings) runs with. */
+  /**
+   * The environment the server (and its `token` subcommand, which reads the same settings) runs with. Auth settings
+   * come from `env` only, so an open-mode server stays open whatever the shell running the tests exports.
+   */
   get serverEnv() {
+    const inherited = { ...process.env };
+    delete inherited.TANDEM_AUTH_SECRET;
+    delete inherited.TANDEM_AUTH_PUBLIC_KEY;
     return {
-      ...process.env,
+      ...inherited,
       TANDEM_LISTEN: `127.0.0.1:${this.port}`,
       DATABASE_URL: `sqlite://${this.dbPath}`,
       RUST_LOG: process.env.RUST_LOG ?? 'tandem=debug,tower_http=info',
