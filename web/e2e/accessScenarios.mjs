@@ -80,7 +80,7 @@ async function viewLink(t) {
   await waitForText(b, "Alice's last words in Bob's view", (text) => text === expected);
   await serverHas(server, doc.id, expected);
   assertNoRefusedWrites(t, 'bob');
-  await screenshot(t.shots, 'view-link', [['alice', a], ['bob (view link)', b]]);
+  await screenshot(t.shots, 'view-link', [['alice', a], ['bob-view', b]]);
 }
 
 async function editLink(t) {
@@ -125,7 +125,7 @@ async function editLink(t) {
   await d.goto(`${server.base}/d/${doc.id}`);
   await waitForStatus(d, 'connected');
   await d.locator('.view-only').waitFor();
-  await screenshot(t.shots, 'edit-link', [['alice', a], ['dana (edit link, then a view link)', d]]);
+  await screenshot(t.shots, 'edit-link', [['alice', a], ['dana', d]]);
 }
 
 async function shareLinks(t) {
@@ -170,7 +170,7 @@ async function shareLinks(t) {
   if (bobSees !== 'Plans to share. Carol adds hers.') throw new Error(`the view link could type: ${JSON.stringify(bobSees)}`);
   await serverHas(server, id, 'Plans to share. Carol adds hers.');
   assertNoRefusedWrites(t, 'bob');
-  await screenshot(t.shots, 'share', [['alice (admin)', a], ['bob (view link)', b], ['carol (edit link)', c]]);
+  await screenshot(t.shots, 'share', [['alice-admin', a], ['bob-view', b], ['carol-edit', c]]);
 }
 
 async function refusedLinks(t) {
@@ -227,7 +227,7 @@ async function refusedLinks(t) {
   await shows(bad, 'This link is not valid');
   const elsewhere = await open(link(server, doc.id, await server.mint({ doc: other.id, scope: 'write' })), 'other-doc');
   await shows(elsewhere, 'This link does not give access to this document');
-  await screenshot(t.shots, 'refused', [['expired while open', live], ['expired link', late], ['forged', bad], ['another document', elsewhere]]);
+  await screenshot(t.shots, 'refused', [['expired-open', live], ['expired-link', late], ['forged', bad], ['other-doc', elsewhere]]);
 }
 
 async function authList(t) {
@@ -244,7 +244,7 @@ async function authList(t) {
   await shows(page, 'This server needs an access token');
   const body = await page.locator('.message').innerText();
   if (!body.includes('Open a link you were given, or ask the person who runs it for one.')) throw new Error(`the page says: ${body}`);
-  await screenshot(t.shots, 'auth-list-none', [['no token', page]]);
+  await page.screenshot({ path: t.shots.path('auth-list-none.png') });
 
   // An admin token for every document lists, as in open mode, and is kept for the next visit.
   await page.goto(`${server.base}/?token=${encodeURIComponent(server.adminToken)}`);
@@ -278,7 +278,7 @@ async function authList(t) {
   await shows(other, 'This server needs an access token');
   await other.getByRole('link', { name: 'Open the document this link is for' }).click();
   await waitForStatus(other, 'connected');
-  await screenshot(t.shots, 'auth-list', [['admin', page], ['one document', other]]);
+  await screenshot(t.shots, 'auth-list', [['admin', page], ['one-doc', other]]);
 }
 
 export const ACCESS_SCENARIOS = [
