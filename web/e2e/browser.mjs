@@ -81,11 +81,14 @@ export async function launchProfile(executablePath, userDataDir, options) {
   return chromium.launchPersistentContext(userDataDir, { executablePath, args: CHROMIUM_ARGS, ...options });
 }
 
-/** Gives every page of `context` a fixed display name and colour, as if the visitor had picked them. */
+/**
+ * Gives every page of `context` a fixed display name and colour, as if the visitor had picked them; a null name
+ * leaves the name unpicked (so the editor takes the token's, or makes one up).
+ */
 export async function setIdentity(context, name, color) {
   await context.addInitScript(
     ([n, c]) => {
-      localStorage.setItem('tandem.name', n);
+      if (n) localStorage.setItem('tandem.name', n);
       localStorage.setItem('tandem.color', c);
     },
     [name, color],

@@ -20,13 +20,27 @@ export async function waitUntil(what, probe, timeout = WAIT_MS) {
 }
 
 /** Opens /d/{id} in a new page of `context` and waits until the editor is live. */
-export async function openDoc(context, watch, base, id, label, { waitConnected = true } = {}) {
+export async function openDoc(context, watch, base, id, label, options = {}) {
+  return openUrl(context, watch, `${base}/d/${id}`, label, options);
+}
+
+/**
+ * Opens `url` (a document's address, or a link with `?token=`) in a new page of `context` and waits until the
+ * editor is live. `onPage` sees the page before it loads (to listen for its sockets, say).
+ */
+export async function openUrl(context, watch, url, label, { waitConnected = true, onPage } = {}) {
   const page = await context.newPage();
   watch.attach(page, label);
-  await page.goto(`${base}/d/${id}`);
+  onPage?.(page);
+  await page.goto(url);
   await page.locator('.cm-content').waitFor({ state: 'visible', timeout: WAIT_MS });
   if (waitConnected) await waitForStatus(page, 'connected');
   return page;
+}
+
+/** The names in a page's list of people present. */
+export function peopleIn(page) {
+  return page.locator('.people .person-name').allTextContents();
 }
 
 /** The text the editor shows right now. */

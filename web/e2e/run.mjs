@@ -106,6 +106,8 @@ try {
     const watch = new ConsoleWatch();
     const contexts = [];
     const profiles = new Set();
+    /** Servers the scenario started for itself; stopped when it ends. */
+    const ownServers = [];
     const t = {
       server,
       base: server.base,
@@ -136,6 +138,13 @@ try {
         await server.start();
         watch.endOutage();
       },
+      /** Starts a server of the scenario's own (own port, database and log) with `env` added, e.g. an auth secret. */
+      async ownServer(name, env) {
+        const own = await TandemServer.create(serverBin, work, { name: `${key}-${name}`, env });
+        ownServers.push(own);
+        await own.start();
+        return own;
+      },
     };
     const begun = Date.now();
     let error = null;
@@ -146,12 +155,15 @@ try {
       error = err;
     }
     for (const context of [...contexts, ...profiles]) await context.close().catch(() => undefined);
+    for (const own of ownServers) await own.stop().catch(() => undefined);
     if (!server.running) await server.start().catch(() => undefined);
     const seconds = ((Date.now() - begun) / 1000).toFixed(1);
     results.push({ key, ok: !error });
     if (error) {
       console.log(`FAIL ${key}: ${title} (${seconds} s)\n     ${String(error.stack ?? error).replace(/\n/g, '\n     ')}`);
-      console.log(`     server log (last lines):\n${(await server.logTail(25)).replace(/^/gm, '       ')}`);
+      for (const shown of [server, ...ownServers]) {
+        console.log(`     ${shown.name} server log (last lines):\n${(await shown.logTail(25)).replace(/^/gm, '       ')}`);
+      }
     } else {
       console.log(`ok   ${key}: ${title} (${seconds} s)`);
     }

@@ -1,6 +1,7 @@
 // The browser scenarios. Each gets a fresh `t` (see run.mjs): the running server, contexts with a display name,
 // a console watch and a screenshot folder. Each ends by saving a screenshot of its end state.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ACCESS_SCENARIOS } from './accessScenarios.mjs';
 import { editorText, openDoc, screenshot, status, typeInto, waitForStatus, waitForText, waitUntil } from './pages.mjs';
 
 const ALICE = ['Alice', '#d1495b'];
@@ -302,4 +303,5 @@ export const SCENARIOS = [
   ['offline', 'one page goes offline, both edit, it comes back: both show all edits', offline],
   ['phone', 'the list and the editor fit a phone screen', phone],
   ['reopen', 'edits typed with the server down survive closing the browser and reach the other page later', closedWhileDown],
+  ...ACCESS_SCENARIOS,
 ];

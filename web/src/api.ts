@@ -1,4 +1,5 @@
-// The REST client for /api/docs. Every error the server sends is `{"error": "..."}` with a 4xx/5xx status.
+// The REST client for /api. Every error the server sends is `{"error": "..."}` with a 4xx/5xx status.
+// In auth mode every call carries the page's token as `Authorization: Bearer`; in open mode there is none.
 
 export interface Doc {
   id: string;
@@ -10,6 +11,28 @@ export interface Doc {
 export interface DocPage {
   docs: Doc[];
   next_cursor: string | null;
+}
+
+export type Scope = 'read' | 'write' | 'admin';
+
+/** What `GET /api/access` says the page's token allows (in open mode: everything, with no token at all). */
+export interface AccessView {
+  mode: 'open' | 'token';
+  /** A document id, or `*` for every document. */
+  doc: string;
+  scope: Scope;
+  /** The person the token was made for, if it says. */
+  name: string | null;
+  sub: string | null;
+  expires_at: string | null;
+}
+
+/** A share link made by `POST /api/docs/{id}/links`. */
+export interface ShareLink {
+  url: string;
+  token: string;
+  scope: Scope;
+  expires_at: string;
 }
 
 /** A failed request: `status` is the HTTP status, or 0 when the server could not be reached. */
@@ -27,50 +50,67 @@ export class ApiError extends Error {
   }
 }
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
-  let response: Response;
-  try {
-    response = await fetch(path, {
-      method,
-      headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: 'no-store',
-    });
-  } catch {
-    throw new ApiError(0, 'The server cannot be reached.');
-  }
-  if (!response.ok) {
-    let message = `The server answered ${response.status}.`;
+export class Api {
+  /** `token` is sent with every call; null in open mode, or when the page has none. */
+  constructor(readonly token: string | null) {}
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let response: Response;
     try {
-      const payload = await response.json();
-      if (payload && typeof payload.error === 'string') message = payload.error;
+      response = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: 'no-store',
+      });
     } catch {
-      // Not JSON (a proxy error page, say): keep the generic message.
+      throw new ApiError(0, 'The server cannot be reached.');
     }
-    throw new ApiError(response.status, message);
+    if (!response.ok) {
+      let message = `The server answered ${response.status}.`;
+      try {
+        const payload = await response.json();
+        if (payload && typeof payload.error === 'string') message = payload.error;
+      } catch {
+        // Not JSON (a proxy error page, say): keep the generic message.
+      }
+      throw new ApiError(response.status, message);
+    }
+    if (response.status === 204) return undefined as T;
+    return (await response.json()) as T;
   }
-  if (response.status === 204) return undefined as T;
-  return (await response.json()) as T;
-}
 
-export function listDocs(cursor: string | null, limit = 50): Promise<DocPage> {
-  const query = new URLSearchParams({ limit: String(limit) });
-  if (cursor) query.set('cursor', cursor);
-  return request('GET', `/api/docs?${query}`);
-}
+  access(): Promise<AccessView> {
+    return this.request('GET', '/api/access');
+  }
 
-export function getDoc(id: string): Promise<Doc> {
-  return request('GET', `/api/docs/${encodeURIComponent(id)}`);
-}
+  listDocs(cursor: string | null, limit = 50): Promise<DocPage> {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set('cursor', cursor);
+    return this.request('GET', `/api/docs?${query}`);
+  }
 
-export function createDoc(title: string): Promise<Doc> {
-  return request('POST', '/api/docs', { title });
-}
+  getDoc(id: string): Promise<Doc> {
+    return this.request('GET', `/api/docs/${encodeURIComponent(id)}`);
+  }
 
-export function renameDoc(id: string, title: string): Promise<Doc> {
-  return request('PATCH', `/api/docs/${encodeURIComponent(id)}`, { title });
-}
+  createDoc(title: string): Promise<Doc> {
+    return this.request('POST', '/api/docs', { title });
+  }
 
-export function deleteDoc(id: string): Promise<void> {
-  return request('DELETE', `/api/docs/${encodeURIComponent(id)}`);
+  renameDoc(id: string, title: string): Promise<Doc> {
+    return this.request('PATCH', `/api/docs/${encodeURIComponent(id)}`, { title });
+  }
+
+  deleteDoc(id: string): Promise<void> {
+    return this.request('DELETE', `/api/docs/${encodeURIComponent(id)}`);
+  }
+
+  /** A link that opens document `id` for someone else, with `scope` read (view) or write (edit), for `ttl`. */
+  makeLink(id: string, scope: 'read' | 'write', ttl: string): Promise<ShareLink> {
+    return this.request('POST', `/api/docs/${encodeURIComponent(id)}/links`, { scope, ttl });
+  }
 }

@@ -16,19 +16,30 @@ const selectionTheme = EditorView.theme({
   },
 });
 
-/** Mounts an editor for `text` into `parent`; remote cursors come from `awareness`. */
-export function mountEditor(parent: HTMLElement, text: Y.Text, awareness: Awareness): EditorView {
-  const undoManager = new Y.UndoManager(text);
+/**
+ * Mounts an editor for `text` into `parent`; remote cursors come from `awareness`. A `readOnly` editor (a view
+ * link) refuses every change but stays focusable, so its caret and selection still move and, through awareness,
+ * show to the others as a cursor.
+ */
+export function mountEditor(parent: HTMLElement, text: Y.Text, awareness: Awareness, { readOnly = false } = {}): EditorView {
+  // Undo in y-codemirror writes to the Y.Text directly, past CodeMirror's read-only check: a viewer gets none.
+  const undoManager = readOnly ? false : new Y.UndoManager(text);
   const state = EditorState.create({
     doc: text.toString(),
     extensions: [
-      keymap.of([...yUndoManagerKeymap, ...defaultKeymap]),
+      keymap.of(readOnly ? defaultKeymap : [...yUndoManagerKeymap, ...defaultKeymap]),
+      EditorState.readOnly.of(readOnly),
       drawSelection(),
       highlightActiveLine(),
       EditorView.lineWrapping,
       selectionTheme,
-      placeholder('Start typing. Everyone with the link sees your changes as you make them.'),
-      EditorView.contentAttributes.of({ 'aria-label': 'Document text', 'aria-multiline': 'true', spellcheck: 'true' }),
+      placeholder(readOnly ? 'Nothing written yet. What others type appears here as they type it.' : 'Start typing. Everyone with the link sees your changes as you make them.'),
+      EditorView.contentAttributes.of({
+        'aria-label': 'Document text',
+        'aria-multiline': 'true',
+        'aria-readonly': String(readOnly),
+        spellcheck: String(!readOnly),
+      }),
       yCollab(text, awareness, { undoManager }),
     ],
   });

@@ -1,6 +1,10 @@
 // Who this visitor is to others: a display name and a colour, chosen once and kept in localStorage.
+// The name is the one the visitor picked; else the one their access token gives (a backend that mints tokens
+// knows who the person is); else a random friendly one, kept apart so that a token's name can still take over.
 
+/** A name the visitor picked. (Before tokens existed the random name was kept here too; it counts as picked.) */
 const NAME_KEY = 'tandem.name';
+const RANDOM_NAME_KEY = 'tandem.randomName';
 const COLOR_KEY = 'tandem.color';
 
 const ADJECTIVES = ['Brave', 'Calm', 'Clever', 'Curious', 'Gentle', 'Happy', 'Kind', 'Lucky', 'Merry', 'Nimble', 'Quiet', 'Swift', 'Sunny', 'Witty'];
@@ -44,13 +48,19 @@ function write(key: string, value: string): void {
   }
 }
 
-/** The stored identity, creating and storing a random friendly one on first use. */
-export function loadIdentity(): Identity {
-  let name = read(NAME_KEY);
+/** The name to show when the visitor picked none and the token gives none: random, chosen once. */
+function randomName(): string {
+  let name = read(RANDOM_NAME_KEY);
   if (!name) {
     name = `${pick(ADJECTIVES)} ${pick(ANIMALS)}`;
-    write(NAME_KEY, name);
+    write(RANDOM_NAME_KEY, name);
   }
+  return name;
+}
+
+/** The identity: the picked name, else `tokenName` (from the page's token), else a random one; a kept colour. */
+export function loadIdentity(tokenName: string | null = null): Identity {
+  const name = read(NAME_KEY) || tokenName?.trim().slice(0, 40) || randomName();
   let entry = PALETTE.find((p) => p.color === read(COLOR_KEY));
   if (!entry) {
     entry = pick(PALETTE);
@@ -59,7 +69,7 @@ export function loadIdentity(): Identity {
   return { name, color: entry.color, colorLight: entry.light };
 }
 
-/** Stores a new display name (trimmed; an empty one keeps the old name) and returns the identity. */
+/** Stores a name the visitor picked (trimmed; an empty one is ignored) and returns the identity. */
 export function saveName(name: string): Identity {
   const trimmed = name.trim().slice(0, 40);
   if (trimmed) write(NAME_KEY, trimmed);

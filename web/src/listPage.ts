@@ -1,17 +1,53 @@
 // The page at /: every document, newest first, with create, rename and delete. It re-reads the list every few
-// seconds and whenever the tab regains focus, so changes made elsewhere show up on their own.
-import { ApiError, createDoc, deleteDoc, listDocs, renameDoc, type Doc } from './api';
+// seconds and whenever the tab regains focus, so changes made elsewhere show up on their own. In token mode it
+// needs an admin token for every document (`/?token=...`, kept for later visits); without one it says so.
+import { Api, ApiError, type Doc } from './api';
+import { NotForThis, choosePass, refusalOf, showRefusal } from './access';
 import { h, replaceChildren } from './dom';
 import { fullDate, timeAgo } from './time';
+import { keepToken, takeToken } from './tokenStore';
 
 const PAGE_SIZE = 50;
 /** The server's largest page; a refresh re-reads what is shown in pages of this size. */
 const MAX_PAGE = 500;
 const REFRESH_MS = 3000;
 
-export function showListPage(main: HTMLElement): void {
+export async function showListPage(main: HTMLElement): Promise<void> {
   document.title = 'Documents · tandem';
-  new DocList(main).start();
+  replaceChildren(main, h('p', { class: 'loading', role: 'status' }, 'Loading documents…'));
+  const given = takeToken('list');
+  const token = given?.token ?? null;
+  let api = new Api(token);
+  try {
+    api = (await choosePass('list', token ? [token] : [])).api;
+    if (given?.fresh && api.token === given.token) keepToken('list', given.token);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.unreachable)) {
+      showListRefusal(main, err, token);
+      return;
+    }
+    // Unreachable: the list says so and keeps trying, and is refused later if the token does not do. A new
+    // link's token cannot be checked now, so it is kept rather than lost.
+    if (given?.fresh) keepToken('list', given.token);
+  }
+  new DocList(main, api).start();
+}
+
+/** Why the list cannot be shown. An expired or broken link says so; any other token just does not open the list. */
+function showListRefusal(main: HTMLElement, err: unknown, token: string | null): void {
+  const refusal = refusalOf(err, token !== null);
+  if (refusal === 'expired' || refusal === 'invalid') {
+    showRefusal(main, refusal);
+  } else if (token && err instanceof NotForThis && err.access.doc !== '*') {
+    // A link to one document, opened at the list's address: lead on to that document, with the token.
+    const href = `/d/${encodeURIComponent(err.access.doc)}?token=${encodeURIComponent(token)}`;
+    showRefusal(main, 'needed', { label: 'Open the document this link is for', href });
+  } else if (refusal) {
+    showRefusal(main, 'needed');
+  } else {
+    document.title = 'Documents · tandem';
+    replaceChildren(main, h('p', { class: 'problem', role: 'alert' }, describe(err)));
+  }
 }
 
 class DocList {
@@ -19,6 +55,8 @@ class DocList {
   private nextCursor: string | null = null;
   private loaded = false;
   private busy = false;
+  private stopped = false;
+  private timer = 0;
   private readonly rows = new Map<string, DocRow>();
   private readonly list = h('ol', { class: 'doc-list', 'aria-label': 'Documents' });
   private readonly empty = h('p', { class: 'empty', hidden: true }, 'No documents yet. Give the first one a title above.');
@@ -32,8 +70,15 @@ class DocList {
     placeholder: 'Title of a new document',
     autocomplete: 'off',
   });
+  private readonly onFocus = () => void this.refresh();
+  private readonly onVisible = () => {
+    if (document.visibilityState === 'visible') void this.refresh();
+  };
 
-  constructor(private readonly main: HTMLElement) {}
+  constructor(
+    private readonly main: HTMLElement,
+    private readonly api: Api,
+  ) {}
 
   start(): void {
     const form = h(
@@ -64,25 +109,34 @@ class DocList {
     );
     void this.refresh();
     // A hidden tab does not poll; it catches up when it is shown again.
-    window.setInterval(() => {
+    this.timer = window.setInterval(() => {
       if (!document.hidden) void this.refresh();
     }, REFRESH_MS);
-    window.addEventListener('focus', () => void this.refresh());
-    document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState === 'visible') void this.refresh();
-    });
+    window.addEventListener('focus', this.onFocus);
+    document.addEventListener('visibilitychange', this.onVisible);
+  }
+
+  /** The token stopped working (it expired, say): the list makes way for a page that says so. */
+  private refused(err: unknown): boolean {
+    if (this.stopped || !refusalOf(err, this.api.token !== null)) return false;
+    this.stopped = true;
+    window.clearInterval(this.timer);
+    window.removeEventListener('focus', this.onFocus);
+    document.removeEventListener('visibilitychange', this.onVisible);
+    showListRefusal(this.main, err, this.api.token);
+    return true;
   }
 
   /** Re-reads at least the first page, and as many documents as are already shown. */
   private async refresh(): Promise<void> {
-    if (this.busy) return;
+    if (this.busy || this.stopped) return;
     this.busy = true;
     try {
       const wanted = Math.max(PAGE_SIZE, this.docs.length);
       const docs: Doc[] = [];
       let cursor: string | null = null;
       do {
-        const page = await listDocs(cursor, Math.min(MAX_PAGE, wanted - docs.length));
+        const page = await this.api.listDocs(cursor, Math.min(MAX_PAGE, wanted - docs.length));
         docs.push(...page.docs);
         cursor = page.next_cursor;
       } while (cursor && docs.length < wanted);
@@ -92,6 +146,7 @@ class DocList {
       this.setProblem(null);
       this.render();
     } catch (err) {
+      if (this.refused(err)) return;
       this.setProblem(err instanceof ApiError && err.unreachable ? 'The server cannot be reached. Retrying…' : describe(err));
     } finally {
       this.busy = false;
@@ -102,14 +157,14 @@ class DocList {
     if (!this.nextCursor || this.busy) return;
     this.busy = true;
     try {
-      const page = await listDocs(this.nextCursor, PAGE_SIZE);
+      const page = await this.api.listDocs(this.nextCursor, PAGE_SIZE);
       const known = new Set(this.docs.map((d) => d.id));
       this.docs.push(...page.docs.filter((d) => !known.has(d.id)));
       this.nextCursor = page.next_cursor;
       this.render();
       this.setProblem(null);
     } catch (err) {
-      this.setProblem(describe(err));
+      if (!this.refused(err)) this.setProblem(describe(err));
     } finally {
       this.busy = false;
     }
@@ -118,10 +173,10 @@ class DocList {
   private async create(): Promise<void> {
     const title = this.titleInput.value.trim() || 'Untitled';
     try {
-      const doc = await createDoc(title);
+      const doc = await this.api.createDoc(title);
       location.assign(`/d/${encodeURIComponent(doc.id)}`);
     } catch (err) {
-      this.setProblem(describe(err));
+      if (!this.refused(err)) this.setProblem(describe(err));
     }
   }
 
@@ -161,20 +216,20 @@ class DocList {
 
   private async rename(id: string, title: string): Promise<void> {
     try {
-      const doc = await renameDoc(id, title);
+      const doc = await this.api.renameDoc(id, title);
       this.docs = this.docs.map((d) => (d.id === id ? doc : d));
       this.render();
     } catch (err) {
-      this.setProblem(describe(err));
+      if (!this.refused(err)) this.setProblem(describe(err));
     }
   }
 
   private async remove(id: string): Promise<void> {
     try {
-      await deleteDoc(id);
+      await this.api.deleteDoc(id);
     } catch (err) {
       if (!(err instanceof ApiError && err.status === 404)) {
-        this.setProblem(describe(err));
+        if (!this.refused(err)) this.setProblem(describe(err));
         return;
       }
     }

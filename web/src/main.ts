@@ -12,7 +12,7 @@ function route(): void {
   if (docMatch) {
     void showEditorPage(main, decodeURIComponent(docMatch[1]));
   } else if (path === '/' || path === '/index.html') {
-    showListPage(main);
+    void showListPage(main);
   } else {
     showMessage(main, 'Page not found', 'There is nothing at this address.');
   }

@@ -1,5 +1,5 @@
 // The document title on the editor page: an editable heading that renames the document on Enter or when the
-// field is left, and shows renames made elsewhere.
+// field is left, and shows renames made elsewhere. For a viewer (read token) it only shows the title.
 
 export class TitleField {
   /** A one-line text area rather than an input, so a long title wraps on a narrow screen instead of being cut. */
@@ -13,10 +13,11 @@ export class TitleField {
     private readonly rename: (title: string) => Promise<string>,
     private readonly onSaved: (title: string) => void,
     private readonly onError: (message: string) => void,
+    private readonly readOnly = false,
   ) {
     this.saved = initial;
     this.el = document.createElement('textarea');
-    Object.assign(this.el, { id: 'doc-title', className: 'title-input', rows: 1, maxLength: 200, placeholder: 'Untitled', spellcheck: false });
+    Object.assign(this.el, { id: 'doc-title', className: 'title-input', rows: 1, maxLength: 200, placeholder: 'Untitled', spellcheck: false, readOnly });
     this.el.value = initial;
     this.el.addEventListener('input', () => {
       this.typed = true;
@@ -53,7 +54,7 @@ export class TitleField {
     const wanted = this.el.value.trim() || 'Untitled';
     const typed = this.typed;
     this.typed = false;
-    if (!typed || wanted === this.saved) {
+    if (this.readOnly || !typed || wanted === this.saved) {
       this.show(this.saved);
       return;
     }
