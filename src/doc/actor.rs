@@ -315,7 +315,8 @@ impl DocActor {
     /// Applies updates from connections that may write: logs and broadcasts what came out,
     /// and closes the connections whose update did not apply.
     fn apply_updates(&mut self, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<(), Panicked> {
-        let updates: Vec<_> = updates.into_iter().filter(|(conn, update)| self.admits(*conn, update)).collect();
+        let updates: Vec<_> =
+            updates.into_iter().filter(|(conn, update)| self.admits(*conn, update)).collect();
         if updates.is_empty() {
             return Ok(());
         }
@@ -349,8 +350,12 @@ impl DocActor {
         let doc = self.awareness.doc();
         let measure = || doc.transact().encode_state_as_update_v1(&StateVector::default()).len() as u64;
         if !self.size.admits(update.raw.len(), measure) {
-            tracing::warn!(?conn, bytes = update.raw.len(), limit = self.settings.max_doc_bytes,
-                "refused an update that would take the document past its size limit");
+            tracing::warn!(
+                ?conn,
+                bytes = update.raw.len(),
+                limit = self.settings.max_doc_bytes,
+                "refused an update that would take the document past its size limit"
+            );
             self.remove(&[conn], Some(Close::DOC_TOO_BIG));
             return false;
         }

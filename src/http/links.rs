@@ -67,16 +67,27 @@ pub async fn create_link(
     Ok((StatusCode::CREATED, axum::Json(link)))
 }
 
-/// Where people reach this server: `--public-url`, else this request's own host.
+/// Where people reach this server: `--public-url`, else this request's own host, with
+/// https when tandem serves TLS itself or a trusted proxy says the request came over it.
 fn public_base(app: &AppState, headers: &HeaderMap) -> String {
     if let Some(url) = &app.config.public_url {
         return url.trim_end_matches('/').to_owned();
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    match host {
-        Some(host) => format!("http://{host}"),
-        None => format!("http://{}", app.config.listen),
+    let secure =
+        app.config.tls_cert.is_some() || (app.config.trust_proxy_headers && forwarded_https(headers));
+    let scheme = if secure { "https" } else { "http" };
+    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => format!("{scheme}://{host}"),
+        None => format!("{scheme}://{}", app.config.listen),
     }
+}
+
+/// `X-Forwarded-Proto: https`, or `proto=https` in `Forwarded`.
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    let proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
+    let forwarded = headers.get("forwarded").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    proto.is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+        || forwarded.split([';', ',']).any(|part| part.trim().eq_ignore_ascii_case("proto=https"))
 }
 
 fn rfc3339(time: SystemTime) -> String {

@@ -568,6 +568,18 @@ async fn share_links_hand_out_read_or_write_for_one_document() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 415);
+    // Behind a proxy that says the request came over https, a link says https.
+    let plain = app
+        .http
+        .post(app.url(&path))
+        .bearer_auth(&admin)
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"scope": "read"}))
+        .send()
+        .await
+        .unwrap();
+    let url = plain.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("http://"), "the proxy header is not trusted here: {url}");
     let unknown = tandem::model::DocId::new().to_string();
     let (status, _, _) = call(
         &app,
@@ -578,6 +590,47 @@ async fn share_links_hand_out_read_or_write_for_one_document() {
     )
     .await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_links_say_https_behind_a_trusted_proxy_and_use_the_public_url() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        with_auth(c);
+        c.trust_proxy_headers = true;
+    })
+    .await;
+    let id = app.create_doc("proxied").await;
+    let path = format!("/api/docs/{id}/links");
+    let link = |proto: &'static str| {
+        app.http
+            .post(app.url(&path))
+            .bearer_auth(app.admin.as_deref().unwrap())
+            .header("x-forwarded-proto", proto)
+            .json(&json!({"scope": "read"}))
+            .send()
+    };
+    let url = link("https").await.unwrap().json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("https://{}/d/{id}?token=", app.addr)), "{url}");
+    let url = link("http").await.unwrap().json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("http://"), "{url}");
+    let public = TestApp::spawn_with(Backend::Sqlite, |c| {
+        with_auth(c);
+        c.public_url = Some("https://docs.example.com/".into());
+    })
+    .await;
+    let id = public.create_doc("public").await;
+    let (_, link, _) = call(
+        &public,
+        Method::POST,
+        &format!("/api/docs/{id}/links"),
+        public.admin.as_deref(),
+        Some(json!({"scope": "write"})),
+    )
+    .await;
+    assert!(
+        link["url"].as_str().unwrap().starts_with(&format!("https://docs.example.com/d/{id}?token=")),
+        "{link}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
