@@ -74,32 +74,134 @@ fn apply_many(doc: &Doc, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<Appli
     let applied = catch_unwind(AssertUnwindSafe(|| {
         let mut txn = doc.transact_mut();
         let mut refused = Vec::new();
-        let mut raws = Vec::with_capacity(updates.len());
-        for (conn, IncomingUpdate { update, raw, .. }) in updates {
+        let mut applied = Vec::with_capacity(updates.len());
+        for (conn, IncomingUpdate { update, raw, frame }) in updates {
             match txn.apply_update(update) {
-                Ok(()) => raws.push(raw),
+                Ok(()) => applied.push((raw, frame)),
                 Err(err) => {
                     tracing::info!(error = %err, "refused an update that does not apply");
                     refused.push(conn);
                 }
             }
         }
-        // Parts waiting for updates not seen yet are not in the transaction's update:
-        // then the updates as they came are what the log must keep.
+        // Parts waiting for updates not seen yet are not in the transaction's update.
         let waiting = txn.has_missing_updates();
-        (refused, raws, waiting)
+        (refused, applied, waiting)
     }));
     let _ = doc.unobserve_update_v1(MERGED_KEY);
-    let (refused, raws, waiting) = applied.map_err(|_| Panicked)?;
+    let (refused, applied, waiting) = applied.map_err(|_| Panicked)?;
     let merged = merged.lock().ok().and_then(|mut slot| slot.take()).map(Bytes::from);
     let mut out = Applied { refused, ..Applied::default() };
     match merged {
-        Some(update) if !update.is_empty() => {
-            out.log = if waiting { raws } else { vec![update.clone()] };
+        Some(update) if !update.is_empty() && !waiting => {
             tracing::trace!(bytes = update.len(), "applied a batch of updates");
             out.broadcast.push(protocol::encode_update(&update));
+            out.log.push(update);
         }
-        _ => out.log = raws,
+        // Some of it waits for an update not seen yet, which the merged update leaves out
+        // (or nothing merged came out): the updates go on and into the log as they came, so
+        // that peers too hold the waiting parts and integrate them when the rest arrives.
+        _ => {
+            for (raw, frame) in applied {
+                out.log.push(raw);
+                out.broadcast.push(frame);
+            }
+        }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use yrs::updates::decoder::Decode;
+    use yrs::{GetString, ReadTxn, StateVector, Text, Update};
+
+    use super::*;
+    use crate::doc::protocol::{ClientMessage, decode_frame};
+
+    /// An edit on `doc` and the update it made.
+    fn edit(doc: &Doc, at: u32, text: &str) -> Vec<u8> {
+        let before = doc.transact().state_vector();
+        doc.get_or_insert_text("content").insert(&mut doc.transact_mut(), at, text);
+        doc.transact().encode_state_as_update_v1(&before)
+    }
+
+    fn incoming(update: &[u8]) -> (ConnId, IncomingUpdate) {
+        match decode_frame(&protocol::encode_update(update)).unwrap().pop() {
+            Some(ClientMessage::Update(incoming)) => (ConnId::next(), incoming),
+            other => panic!("not an update: {other:?}"),
+        }
+    }
+
+    fn text(doc: &Doc) -> String {
+        doc.get_or_insert_text("content").get_string(&doc.transact())
+    }
+
+    /// What a peer does with the frames it receives.
+    fn receive(peer: &Doc, frames: &[Bytes]) {
+        for frame in frames {
+            let Some(ClientMessage::Update(update)) = decode_frame(frame).unwrap().pop() else {
+                panic!("not an update")
+            };
+            peer.transact_mut().apply_update(update.update).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_burst_with_a_missing_dependency_reaches_peers_whole() {
+        let ada = Doc::with_client_id(1);
+        let first = edit(&ada, 0, "abc");
+        let second = edit(&ada, 3, "def"); // depends on `first`
+        let bob = Doc::with_client_id(2);
+        let unrelated = edit(&bob, 0, "xyz");
+
+        let server = Doc::new();
+        let peer = Doc::new();
+        // One burst: an update whose dependency has not arrived, and an unrelated one.
+        let burst = apply(&server, vec![incoming(&second), incoming(&unrelated)]).unwrap();
+        receive(&peer, &burst.broadcast);
+        // Then the dependency, alone.
+        let late = apply(&server, vec![incoming(&first)]).unwrap();
+        receive(&peer, &late.broadcast);
+        assert_eq!(text(&server).len(), 9);
+        assert_eq!(text(&peer), text(&server), "the peer diverged");
+        // The log, replayed, is the same document too.
+        let replayed = Doc::new();
+        for update in burst.log.iter().chain(&late.log) {
+            replayed.transact_mut().apply_update(Update::decode_v1(update).unwrap()).unwrap();
+        }
+        assert_eq!(text(&replayed), text(&server));
+        assert!(!replayed.transact().has_missing_updates());
+    }
+
+    #[test]
+    fn a_burst_with_nothing_to_integrate_is_still_passed_on() {
+        let ada = Doc::with_client_id(1);
+        let first = edit(&ada, 0, "abc");
+        let second = edit(&ada, 3, "def");
+        let third = edit(&ada, 6, "ghi");
+        let server = Doc::new();
+        let peer = Doc::new();
+        // Both wait for `first`: no merged update comes out of this transaction.
+        let burst = apply(&server, vec![incoming(&third), incoming(&second)]).unwrap();
+        assert_eq!(burst.broadcast.len(), 2, "nothing was passed on");
+        receive(&peer, &burst.broadcast);
+        receive(&peer, &apply(&server, vec![incoming(&first)]).unwrap().broadcast);
+        assert_eq!(text(&server), "abcdefghi");
+        assert_eq!(text(&peer), "abcdefghi");
+    }
+
+    #[test]
+    fn a_whole_burst_goes_out_as_one_merged_update() {
+        let ada = Doc::with_client_id(1);
+        let first = edit(&ada, 0, "abc");
+        let second = edit(&ada, 3, "def");
+        let server = Doc::new();
+        let out = apply(&server, vec![incoming(&first), incoming(&second)]).unwrap();
+        assert_eq!((out.broadcast.len(), out.log.len()), (1, 1));
+        let peer = Doc::new();
+        receive(&peer, &out.broadcast);
+        assert_eq!(text(&peer), "abcdef");
+        assert!(server.transact().encode_state_as_update_v1(&StateVector::default()).len() > 6);
+    }
 }
