@@ -14,12 +14,9 @@ use crate::doc::{DocSettings, Registry};
 use crate::http::{self, AppState, EdgeSettings, LimitSettings, Limits, Origins, Tls};
 use crate::store::Store;
 
-/// How long shutdown waits for documents to write what they hold. Writes that fail for that
-/// long (the database is down) are reported; the rest of the process stops regardless.
-const SAVE_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How long shutdown waits for connections to send their close frames.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Of the shutdown budget, what is kept for connections to send their close frames after
+/// the documents have saved.
+const CLOSE_SHARE: Duration = Duration::from_millis(500);
 
 /// Connects the store (applying migrations), then serves on `listener` until `shutdown`
 /// resolves. Then it stops accepting, closes every socket with 1001 and writes every
@@ -52,6 +49,7 @@ pub async fn run(
         limits: Arc::clone(&limits),
         connections: connections.clone(),
     };
+    let shutdown_timeout_ms = state.config.shutdown_timeout_ms;
     let edge = EdgeSettings {
         header_timeout: Duration::from_millis(state.config.header_timeout_ms),
         keepalive_timeout: Duration::from_millis(state.config.keepalive_timeout_ms),
@@ -75,17 +73,29 @@ pub async fn run(
     if let Some(tls) = &tls {
         tls.clone().watch(watching.clone());
     }
+    let shutdown_timeout = Duration::from_millis(shutdown_timeout_ms);
+    let mut deadline = tokio::time::Instant::now();
+    let shutdown = async {
+        shutdown.await;
+        deadline = tokio::time::Instant::now() + shutdown_timeout;
+    };
     http::serve(listener, app, limits, tls, edge, shutdown).await;
     watching.cancel();
 
     tracing::info!(open_docs = registry.open_count(), "shutting down: saving open documents");
-    if !registry.shutdown(SAVE_TIMEOUT).await {
-        tracing::error!("some documents could not save their last updates before the deadline");
+    let save_until = deadline.checked_sub(CLOSE_SHARE).unwrap_or(deadline);
+    let unsaved = registry.shutdown(save_until.saturating_duration_since(tokio::time::Instant::now())).await;
+    for doc_id in &unsaved {
+        tracing::error!(%doc_id, "document not saved before the shutdown deadline: its last updates are lost \
+            unless its clients send them again");
     }
     // Every actor has told its connections to close (1001); let them send that.
     connections.close();
-    if tokio::time::timeout(CLOSE_TIMEOUT, connections.wait()).await.is_err() {
+    if tokio::time::timeout_at(deadline, connections.wait()).await.is_err() {
         tracing::warn!(left = connections.len(), "some connections did not close in time");
+    }
+    if !unsaved.is_empty() {
+        anyhow::bail!("{} documents were not saved before the shutdown deadline", unsaved.len());
     }
     tracing::info!("stopped");
     Ok(())

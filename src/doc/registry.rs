@@ -128,6 +128,11 @@ impl Registry {
         Err(last)
     }
 
+    /// True while the document has a running actor (it is in memory, so it exists).
+    pub fn is_open(&self, id: DocId) -> bool {
+        self.inner.docs.lock().expect("registry lock poisoned").get(&id).is_some_and(DocHandle::is_alive)
+    }
+
     /// The live text of a document (loading it if needed).
     pub async fn text(&self, id: DocId) -> Result<String, DocError> {
         for _ in 0..RACE_RETRIES {
@@ -165,10 +170,14 @@ impl Registry {
     }
 
     /// Stops every actor: each closes its connections (1001), writes what is pending and
-    /// stops. Returns false if they did not all finish within `timeout`.
-    pub async fn shutdown(&self, timeout: Duration) -> bool {
+    /// stops. Returns the documents that had not finished within `timeout`.
+    pub async fn shutdown(&self, timeout: Duration) -> Vec<DocId> {
         self.inner.cancel.cancel();
         self.inner.tracker.close();
-        tokio::time::timeout(timeout, self.inner.tracker.wait()).await.is_ok()
+        if tokio::time::timeout(timeout, self.inner.tracker.wait()).await.is_ok() {
+            return Vec::new();
+        }
+        // An actor forgets itself once it has stopped: those still here have not saved.
+        self.inner.docs.lock().expect("registry lock poisoned").keys().copied().collect()
     }
 }

@@ -38,6 +38,16 @@ impl<S: Send + Sync> FromRequestParts<S> for DocIdPath {
     }
 }
 
+/// 404 unless the document exists. An open document does, whatever the database says: its
+/// readers and new collaborators are served during a database outage.
+pub async fn ensure_exists(app: &AppState, id: DocId) -> Result<(), ApiError> {
+    if app.registry.is_open(id) {
+        return Ok(());
+    }
+    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    Ok(())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListParams {
@@ -138,13 +148,12 @@ async fn delete_doc(
     access: Access,
 ) -> Result<StatusCode, ApiError> {
     access.allows(id, Scope::Admin)?;
-    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
-    // Stop the actor first, so that no write of it lands after the delete.
-    app.registry.close(id).await;
+    // The store first: if the delete fails, the document's actor is still running with
+    // everything it holds, so nothing is lost. Once it is gone from the store, every later
+    // write of the actor fails as not found, and closing it ends its sessions (4404).
     if !app.store.delete_doc(id).await? {
         return Err(ApiError::DOC_NOT_FOUND);
     }
-    // A connection that slipped in between found the document gone, or will on its next write.
     app.registry.close(id).await;
     tracing::info!(doc_id = %id, by = access.who(), "document deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -157,7 +166,7 @@ async fn get_doc_text(
     access: Access,
 ) -> Result<impl IntoResponse, ApiError> {
     access.allows(id, Scope::Read)?;
-    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    ensure_exists(&app, id).await?;
     let text = app.registry.text(id).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text))
 }

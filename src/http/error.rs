@@ -110,14 +110,19 @@ impl From<Denied> for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// Every failure of the database is temporary from a client's point of view (503, try
+    /// again): it refused a session, timed out, went away. Only a setup error is ours.
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => Self::DOC_NOT_FOUND,
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+            StoreError::Database(_)
+            | StoreError::Shared(_)
+            | StoreError::WriterStopped
+            | StoreError::Io(_) => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::Unavailable("database unavailable; try again later")
             }
-            err => Self::Internal(err.to_string()),
+            err @ (StoreError::UnsupportedUrl(_) | StoreError::Migrate(_)) => Self::Internal(err.to_string()),
         }
     }
 }

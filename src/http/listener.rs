@@ -41,8 +41,9 @@ const MAX_REFUSING: usize = 64;
 /// How long a refused connection has to send its request head.
 const REFUSAL_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long shutdown waits for HTTP requests in flight.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for HTTP requests in flight (REST calls are short; sockets are
+/// closed by their documents afterwards).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The timeouts and sizes of the HTTP layer.
 #[derive(Clone, Debug)]

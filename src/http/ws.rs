@@ -32,7 +32,7 @@ use tokio::time::{Instant, Sleep, sleep_until, timeout};
 
 use super::AppState;
 use super::access::{TokenFrom, authenticate};
-use super::docs::DocIdPath;
+use super::docs::{DocIdPath, ensure_exists};
 use super::error::ApiError;
 use super::limits::{DocSeat, Seat};
 use super::websocket::{self, Event, FrameReader};
@@ -86,7 +86,7 @@ pub async fn doc_socket(
     let access = authenticate(&app, &parts, TokenFrom::HeaderOrQuery)?;
     access.allows(id, Scope::Read)?;
     let accept = check_handshake(&parts.method, parts.version, &parts.headers)?;
-    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
+    ensure_exists(&app, id).await?;
     let doc_seat = app.limits.join_doc(id).map_err(ApiError::Refused)?;
     let session = Session {
         id,

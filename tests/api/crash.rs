@@ -8,12 +8,18 @@ use std::time::Duration;
 use crate::helpers::{Backend, Client, TestDb};
 use crate::on_both_backends;
 
-on_both_backends!(kill_9_loses_nothing_older_than_a_batch_window, sigterm_and_sigint_shut_down_gracefully);
+on_both_backends!(
+    kill_9_loses_nothing_older_than_a_batch_window,
+    sigterm_and_sigint_shut_down_gracefully,
+    a_shutdown_that_cannot_save_says_so_and_exits_non_zero,
+);
 
 /// The `tandem` binary, started on an ephemeral port.
 struct Server {
     child: Child,
     addr: String,
+    /// Every line it has logged.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -32,6 +38,8 @@ impl Server {
         let mut child = command.spawn().expect("start the tandem binary");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = std::sync::Arc::clone(&log);
         // Find the address in the log, then keep draining stdout so the server never blocks.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -39,10 +47,11 @@ impl Server {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     let _ = tx.send(addr);
                 }
+                lines.lock().unwrap().push(line);
             }
         });
         let addr = rx.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
-        Self { child, addr }
+        Self { child, addr, log }
     }
 
     fn url(&self, path: &str) -> String {
@@ -135,4 +144,25 @@ async fn sigterm_and_sigint_shut_down_gracefully(backend: Backend) {
     }
     let server = Server::start(&db, &[]);
     assert_eq!(server.text(id.as_ref().unwrap()).await, expected);
+}
+
+async fn a_shutdown_that_cannot_save_says_so_and_exits_non_zero(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let env = [("TANDEM_FLUSH_MS", "600000"), ("TANDEM_SHUTDOWN_TIMEOUT_MS", "1500")];
+    let mut server = Server::start(&db, &env);
+    let id = server.create_doc().await;
+    let mut client = server.client(&id).await;
+    // The database stops taking writes.
+    db.refuse("insert", "doc_updates").await;
+    db.refuse("insert", "doc_snapshots").await;
+    client.append("never saved").await;
+    client.settled().await;
+    let started = std::time::Instant::now();
+    server.signal("TERM");
+    let status = server.wait_exit();
+    assert!(!status.success(), "exited with {status} though a document was not saved");
+    assert!(started.elapsed() < Duration::from_secs(10), "shutdown took {:?}", started.elapsed());
+    let log = server.log.lock().unwrap().join("\n");
+    let named = log.lines().any(|line| line.contains("not saved") && line.contains(&id));
+    assert!(named, "the log does not name the unsaved document:\n{log}");
 }

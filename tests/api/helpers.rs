@@ -136,6 +136,68 @@ impl Drop for TestDb {
     }
 }
 
+impl TestDb {
+    /// Runs SQL on this database over a connection of its own (fault injection: triggers
+    /// that make statements fail, locks, refusals).
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&self.url).await.expect("open the SQLite file");
+                sqlx::raw_sql(sql).execute(&mut conn).await.expect("run SQL");
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("connect");
+                sqlx::raw_sql(sql).execute(&mut conn).await.expect("run SQL");
+            }
+        }
+    }
+
+    /// Makes every statement of `kind` (`insert`, `delete`) on `table` fail, as a database
+    /// that refuses writes would.
+    pub async fn refuse(&self, kind: &str, table: &str) {
+        let name = format!("refuse_{kind}_{table}");
+        let sql = match self.backend {
+            Backend::Sqlite => format!(
+                "create trigger {name} before {kind} on {table} begin select raise(abort, 'refused by the test'); end;"
+            ),
+            Backend::Postgres => format!(
+                "create or replace function {name}() returns trigger language plpgsql as \
+                 $$ begin raise exception 'refused by the test'; end $$; \
+                 create trigger {name} before {kind} on {table} for each row execute function {name}();"
+            ),
+        };
+        self.execute(&sql).await;
+    }
+
+    /// Lets `kind` statements on `table` through again.
+    pub async fn allow(&self, kind: &str, table: &str) {
+        let name = format!("refuse_{kind}_{table}");
+        let sql = match self.backend {
+            Backend::Sqlite => format!("drop trigger {name};"),
+            Backend::Postgres => format!("drop trigger {name} on {table};"),
+        };
+        self.execute(&sql).await;
+    }
+
+    /// Postgres only: the database refuses new sessions and its open ones are ended.
+    pub async fn refuse_sessions(&self, refuse: bool) {
+        let name = self.pg_name.as_ref().expect("a Postgres database");
+        let admin = std::env::var("TEST_POSTGRES_URL").expect("TEST_POSTGRES_URL");
+        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect as admin");
+        let allow = if refuse { "false" } else { "true" };
+        sqlx::query(&format!("alter database {name} with allow_connections {allow}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        if refuse {
+            let kill =
+                format!("select pg_terminate_backend(pid) from pg_stat_activity where datname = '{name}'");
+            sqlx::query(&kill).execute(&mut conn).await.unwrap();
+        }
+    }
+}
+
 /// `admin` with its database name replaced by `name`.
 fn with_database(admin: &str, name: &str) -> String {
     let (base, query) = admin.split_once('?').map_or((admin, None), |(b, q)| (b, Some(q)));

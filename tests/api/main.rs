@@ -9,6 +9,7 @@ mod awareness;
 mod crash;
 mod docs;
 mod edge;
+mod faults;
 mod garbage;
 mod interop;
 mod lifecycle;
