@@ -43,6 +43,13 @@ impl From<&Config> for DocSettings {
     }
 }
 
+/// A document's actor, as the registry knows it.
+struct Entry {
+    handle: DocHandle,
+    /// Cancelled once the actor's task has ended, its last writes done (or given up).
+    finished: CancellationToken,
+}
+
 /// The open documents. Cheap to clone; every clone sees the same map.
 #[derive(Clone)]
 pub struct Registry {
@@ -51,7 +58,7 @@ pub struct Registry {
 
 struct Inner {
     /// A std mutex: it is held only to look up or insert, never across an await.
-    docs: Mutex<HashMap<DocId, DocHandle>>,
+    docs: Mutex<HashMap<DocId, Entry>>,
     store: Store,
     settings: Arc<DocSettings>,
     /// Cancelled at shutdown: every actor saves and stops.
@@ -79,34 +86,45 @@ impl Registry {
             return Err(DocError::ShuttingDown);
         }
         let mut docs = self.inner.docs.lock().expect("registry lock poisoned");
-        if let Some(handle) = docs.get(&id).filter(|h| h.is_alive()) {
-            return Ok(handle.clone());
+        if let Some(entry) = docs.get(&id).filter(|e| e.handle.is_alive()) {
+            return Ok(entry.handle.clone());
         }
-        let handle = self.spawn(id);
-        docs.insert(id, handle.clone());
+        // An actor that stopped taking commands may still be writing what it held (a failed
+        // or unloading one): the new one loads only after it has finished.
+        let previous = docs.get(&id).map(|e| e.finished.clone());
+        let entry = self.spawn(id, previous);
+        let handle = entry.handle.clone();
+        docs.insert(id, entry);
         Ok(handle)
     }
 
-    fn spawn(&self, id: DocId) -> DocHandle {
+    fn spawn(&self, id: DocId, previous: Option<CancellationToken>) -> Entry {
         let (tx, inbox) = mpsc::channel(INBOX_CAPACITY);
         let handle = DocHandle::new(tx);
         let inner = Arc::clone(&self.inner);
         let mine = handle.clone();
+        let finished = CancellationToken::new();
+        let done = finished.clone();
         let span = tracing::info_span!("doc", doc_id = %id);
         let cancel = inner.cancel.child_token();
         let run = DocActor::run(id, inner.store.clone(), Arc::clone(&inner.settings), inbox, cancel);
         self.inner.tracker.spawn(
             async move {
+                // Cancelled on the way out, even if the actor panics.
+                let _finished = done.drop_guard();
+                if let Some(previous) = previous {
+                    previous.cancelled().await;
+                }
                 run.await;
                 // Forget this actor, unless a newer one has taken its place already.
                 let mut docs = inner.docs.lock().expect("registry lock poisoned");
-                if docs.get(&id).is_some_and(|h| h.same_actor(&mine)) {
+                if docs.get(&id).is_some_and(|e| e.handle.same_actor(&mine)) {
                     docs.remove(&id);
                 }
             }
             .instrument(span),
         );
-        handle
+        Entry { handle, finished }
     }
 
     /// Joins a document as a new connection. Retries when it raced with an unloading actor.
@@ -130,7 +148,7 @@ impl Registry {
 
     /// True while the document has a running actor (it is in memory, so it exists).
     pub fn is_open(&self, id: DocId) -> bool {
-        self.inner.docs.lock().expect("registry lock poisoned").get(&id).is_some_and(DocHandle::is_alive)
+        self.inner.docs.lock().expect("registry lock poisoned").get(&id).is_some_and(|e| e.handle.is_alive())
     }
 
     /// The live text of a document (loading it if needed).
@@ -146,7 +164,8 @@ impl Registry {
 
     /// Writes everything pending for a document, if it is open.
     pub async fn flush(&self, id: DocId) -> Result<(), DocError> {
-        let handle = self.inner.docs.lock().expect("registry lock poisoned").get(&id).cloned();
+        let handle =
+            self.inner.docs.lock().expect("registry lock poisoned").get(&id).map(|e| e.handle.clone());
         match handle {
             Some(handle) => match handle.flush().await {
                 Err(DocError::Gone) => Ok(()),
@@ -158,9 +177,9 @@ impl Registry {
 
     /// For a deleted document: ends its connections and stops its actor without saving.
     pub async fn close(&self, id: DocId) {
-        let handle = self.inner.docs.lock().expect("registry lock poisoned").remove(&id);
-        if let Some(handle) = handle {
-            handle.close().await;
+        let entry = self.inner.docs.lock().expect("registry lock poisoned").remove(&id);
+        if let Some(entry) = entry {
+            entry.handle.close().await;
         }
     }
 
@@ -179,5 +198,74 @@ impl Registry {
         }
         // An actor forgets itself once it has stopped: those still here have not saved.
         self.inner.docs.lock().expect("registry lock poisoned").keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use bytes::Bytes;
+    use sqlx::Connection;
+    use yrs::updates::decoder::Decode;
+    use yrs::{Doc, ReadTxn, Text, Transact, Update};
+
+    use super::*;
+    use crate::doc::handle::Peer;
+    use crate::doc::protocol::{self, ClientMessage, IncomingUpdate};
+    use crate::model::Title;
+
+    /// An update that decodes but makes yrs panic when applied (found by fuzzing).
+    const PANICS_ON_APPLY: &[u8] = &[
+        1, 1, 1, 0x95, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0x81, 1,
+    ];
+
+    fn update(bytes: &[u8]) -> ClientMessage {
+        ClientMessage::Update(IncomingUpdate {
+            update: Update::decode_v1(bytes).expect("decodes"),
+            raw: Bytes::copy_from_slice(bytes),
+            frame: protocol::encode_update(bytes),
+        })
+    }
+
+    fn edit(text: &str) -> Vec<u8> {
+        let doc = Doc::new();
+        doc.get_or_insert_text("content").insert(&mut doc.transact_mut(), 0, text);
+        doc.transact().encode_state_as_update_v1(&Default::default())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_actor_loads_only_after_the_failed_one_has_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("tandem.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let id = store.create_doc(&Title::default()).await.unwrap().id;
+        let settings = DocSettings::from(&Config { flush_ms: 3_600_000, ..Config::defaults() });
+        let registry = Registry::new(store, settings);
+        let (handle, sub) = registry.connect(id, 16, Peer::writer()).await.unwrap();
+
+        // Another connection holds SQLite's write lock: the actor's writes wait for it.
+        let mut locker = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("begin immediate").execute(&mut locker).await.unwrap();
+        handle.client_message(sub.conn, update(&edit("kept"))).await.unwrap();
+        // Applied (its echo is back), and pending: the write lock holds it.
+        let mut frames = VecDeque::new();
+        let echo = protocol::encode_update(&edit("kept"));
+        while !frames.iter().any(|f: &Bytes| f.len() == echo.len()) {
+            frames.clear();
+            assert_eq!(sub.outbox.take(&mut frames).await, crate::doc::Taken::Frames);
+        }
+        // yrs panics: the actor stops taking commands and saves what it holds.
+        handle.client_message(sub.conn, update(PANICS_ON_APPLY)).await.unwrap();
+        while !matches!(sub.outbox.take(&mut frames).await, crate::doc::Taken::Closed(_)) {
+            frames.clear();
+        }
+        assert!(!handle.is_alive());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            sqlx::query("rollback").execute(&mut locker).await.unwrap();
+        });
+        // A new actor for the document sees what the failed one saved.
+        assert_eq!(registry.text(id).await.unwrap(), "kept");
     }
 }
