@@ -11,6 +11,8 @@ pub mod config;
 pub mod doc;
 /// HTTP: REST API, `/ws/{id}` socket IO, health checks, the embedded web editor.
 pub mod http;
+/// Counters, gauges and histograms for operators, served at `/metrics`.
+pub mod metrics;
 /// Shared nouns (`DocId`, `Title`, `Doc`), used by every layer; imports nothing of ours.
 pub mod model;
 /// Startup and graceful shutdown; the one path `main` and the tests both take.

@@ -12,6 +12,7 @@ use crate::auth::Verifier;
 use crate::config::Config;
 use crate::doc::{DocSettings, Registry};
 use crate::http::{self, AppState, EdgeSettings, LimitSettings, Limits, Origins, Tls};
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Of the shutdown budget, what is kept for connections to send their close frames after
@@ -34,11 +35,12 @@ pub async fn run(
         .context("reading --allowed-origins")?;
     let tls = Tls::from_settings(config.tls_cert.as_deref(), config.tls_key.as_deref())
         .context("setting up TLS")?;
-    let limits = Limits::new(limit_settings(&config));
+    let metrics = Metrics::new();
+    let limits = Limits::new(limit_settings(&config), metrics.clone());
     let store = Store::connect(&config.database_url)
         .await
         .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
-    let registry = Registry::new(store.clone(), DocSettings::from(&config));
+    let registry = Registry::new(store.clone(), DocSettings::from(&config), metrics.clone());
     let connections = TaskTracker::new();
     let state = AppState {
         store: store.clone(),
@@ -47,6 +49,7 @@ pub async fn run(
         auth: auth.clone(),
         origins: Arc::new(origins),
         limits: Arc::clone(&limits),
+        metrics,
         connections: connections.clone(),
     };
     let shutdown_timeout_ms = state.config.shutdown_timeout_ms;

@@ -26,6 +26,7 @@ use super::presence::{self, Heard, Presence};
 use super::protocol::{self, ClientMessage, IncomingAwareness, IncomingUpdate};
 use super::registry::DocSettings;
 use super::size::DocSize;
+use crate::metrics::Metrics;
 use crate::model::DocId;
 use crate::store::{Store, StoreError};
 
@@ -54,6 +55,7 @@ pub(super) struct DocActor {
     size: DocSize,
     persist: Persist,
     settings: Arc<DocSettings>,
+    metrics: Metrics,
     inbox: mpsc::Receiver<DocMsg>,
     /// Answered once everything pending at the time of asking is stored.
     flush_waiters: Vec<oneshot::Sender<Result<(), DocError>>>,
@@ -72,17 +74,24 @@ impl DocActor {
         id: DocId,
         store: Store,
         settings: Arc<DocSettings>,
+        metrics: Metrics,
         mut inbox: mpsc::Receiver<DocMsg>,
         cancel: CancellationToken,
     ) {
+        let loading = Instant::now();
         let loaded = tokio::select! {
             loaded = load(id, &store) => loaded,
             () = cancel.cancelled() => Err(DocError::ShuttingDown),
         };
+        if loaded.is_ok() {
+            metrics.document_load_seconds.observe(loading.elapsed().as_secs_f64());
+        }
         let (doc, persist, size) = match loaded {
             Ok(Loaded { doc, last_seq, log_rows, log_bytes, stored_bytes }) => {
                 let size = DocSize::loaded(settings.max_doc_bytes, stored_bytes);
-                (doc, Persist::new(id, store, &settings, last_seq, log_rows, log_bytes), size)
+                let persist =
+                    Persist::new(id, store, &settings, metrics.clone(), last_seq, log_rows, log_bytes);
+                (doc, persist, size)
             }
             Err(err) => {
                 if !matches!(err, DocError::NotFound | DocError::ShuttingDown) {
@@ -101,14 +110,17 @@ impl DocActor {
             size,
             persist,
             settings,
+            metrics: metrics.clone(),
             inbox,
             flush_waiters: Vec::new(),
             last_activity: Instant::now(),
             started,
             burst: Vec::new(),
         };
+        metrics.documents_open.inc();
         let exit = actor.serve(&cancel).await;
         actor.stop(exit).await;
+        metrics.documents_open.dec();
     }
 
     async fn serve(&mut self, cancel: &CancellationToken) -> Exit {
@@ -320,9 +332,11 @@ impl DocActor {
         if updates.is_empty() {
             return Ok(());
         }
+        let count = updates.len() as u64;
         let applied = apply::apply(self.awareness.doc(), updates).inspect_err(|_| {
             tracing::error!("applying updates panicked; reloading the document");
         })?;
+        self.metrics.updates_applied.inc_by(count - applied.refused.len() as u64);
         let now = Instant::now();
         for update in applied.log {
             self.persist.push(update, now);
@@ -350,6 +364,7 @@ impl DocActor {
         let doc = self.awareness.doc();
         let measure = || doc.transact().encode_state_as_update_v1(&StateVector::default()).len() as u64;
         if !self.size.admits(update.raw.len(), measure) {
+            self.metrics.refused_write("doc_too_big");
             tracing::warn!(
                 ?conn,
                 bytes = update.raw.len(),
@@ -365,6 +380,7 @@ impl DocActor {
 
     /// A write from a connection that may not write: never applied, stored or broadcast.
     fn refuse_write(&mut self, conn: ConnId) {
+        self.metrics.refused_write("read_only");
         if self.fanout.refuse_write(conn) {
             self.remove(&[conn], Some(Close::SLOW));
         }
@@ -395,6 +411,7 @@ impl DocActor {
     /// Sends one frame to one connection; drops the connection if its queue is full.
     fn send_to(&mut self, conn: ConnId, frame: Bytes) {
         if self.fanout.send_to(conn, frame) {
+            self.metrics.slow_consumer_drops.inc();
             self.remove(&[conn], Some(Close::SLOW));
         }
     }
@@ -406,6 +423,7 @@ impl DocActor {
         while let Some(frame) = next.take() {
             let full = self.fanout.broadcast(&frame);
             if !full.is_empty() {
+                self.metrics.slow_consumer_drops.inc_by(full.len() as u64);
                 next = self.drop_subscribers(&full, Some(Close::SLOW));
             }
         }

@@ -25,6 +25,7 @@ use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::registry::DocSettings;
+use crate::metrics::{KindLabel, Metrics};
 use crate::model::DocId;
 use crate::store::{Store, StoreError};
 
@@ -70,8 +71,13 @@ pub(super) struct Persist {
     log_rows: u64,
     log_bytes: u64,
     in_flight: Option<BoxFuture<'static, Outcome>>,
+    /// The write in flight: its kind, when it started, and the updates and bytes it carries.
+    in_flight_info: Option<(&'static str, Instant, usize, usize)>,
     failures: u32,
     retry_at: Option<Instant>,
+    metrics: Metrics,
+    /// What this document last added to the pending gauges (updates, bytes).
+    reported: (i64, i64),
 }
 
 impl Persist {
@@ -80,6 +86,7 @@ impl Persist {
         id: DocId,
         store: Store,
         settings: &DocSettings,
+        metrics: Metrics,
         last_seq: i64,
         log_rows: u64,
         log_bytes: u64,
@@ -99,9 +106,22 @@ impl Persist {
             log_rows,
             log_bytes,
             in_flight: None,
+            in_flight_info: None,
             failures: 0,
             retry_at: None,
+            metrics,
+            reported: (0, 0),
         }
+    }
+
+    /// Brings the pending gauges up to date with what this document holds unstored.
+    fn report(&mut self) {
+        let (in_flight_updates, in_flight_bytes) = self.in_flight_info.map_or((0, 0), |(_, _, n, b)| (n, b));
+        let now =
+            ((self.pending.len() + in_flight_updates) as i64, (self.pending_bytes + in_flight_bytes) as i64);
+        self.metrics.pending_updates.inc_by(now.0 - self.reported.0);
+        self.metrics.pending_bytes.inc_by(now.1 - self.reported.1);
+        self.reported = now;
     }
 
     /// Queues an applied update for the log.
@@ -115,6 +135,7 @@ impl Persist {
             self.pending_bytes = 0;
             self.snapshot_owed = true;
         }
+        self.report();
     }
 
     /// True when the store holds everything this document has applied.
@@ -177,6 +198,8 @@ impl Persist {
         let bytes = mem::take(&mut self.pending_bytes);
         self.pending_since = None;
         self.urgent = false;
+        let kind = if self.snapshot_due() { "snapshot" } else { "append" };
+        self.in_flight_info = Some((kind, Instant::now(), batch.len(), bytes));
         let future = if self.snapshot_due() {
             let upto_seq = self.last_seq;
             let state = state();
@@ -188,6 +211,7 @@ impl Persist {
             }
             .boxed()
         } else if batch.is_empty() {
+            self.in_flight_info = None;
             return;
         } else {
             async move {
@@ -197,6 +221,7 @@ impl Persist {
             .boxed()
         };
         self.in_flight = Some(future);
+        self.report();
     }
 
     /// Waits for the write in flight; never resolves when there is none.
@@ -212,6 +237,19 @@ impl Persist {
     /// deleted: the caller stops.
     pub(super) fn finish(&mut self, outcome: Outcome, now: Instant) -> Result<(), StoreError> {
         self.in_flight = None;
+        if let Some((kind, started, updates, _)) = self.in_flight_info.take() {
+            let seconds = now.saturating_duration_since(started).as_secs_f64();
+            self.metrics.persist_seconds.get_or_create(&KindLabel { kind }).observe(seconds);
+            if kind == "append" && outcome.result.is_ok() {
+                self.metrics.persist_batch_updates.observe(updates as f64);
+            }
+        }
+        let result = self.settle(outcome, now);
+        self.report();
+        result
+    }
+
+    fn settle(&mut self, outcome: Outcome, now: Instant) -> Result<(), StoreError> {
         match (outcome.job, outcome.result) {
             (Job::Append { batch, bytes }, Ok(last_seq)) => {
                 self.last_seq = last_seq;
@@ -234,6 +272,7 @@ impl Persist {
                     }
                 }
                 self.failures += 1;
+                self.metrics.storage_errors.inc();
                 let backoff = MIN_BACKOFF.saturating_mul(1 << self.failures.min(16)).min(MAX_BACKOFF);
                 self.retry_at = Some(now + backoff);
                 tracing::warn!(doc_id = %self.id, error = %err, failures = self.failures,
@@ -263,6 +302,14 @@ impl Persist {
     }
 }
 
+impl Drop for Persist {
+    /// A document leaving memory takes its share out of the pending gauges.
+    fn drop(&mut self) {
+        self.metrics.pending_updates.dec_by(self.reported.0);
+        self.metrics.pending_bytes.dec_by(self.reported.1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,7 +327,7 @@ mod tests {
 
     fn persist() -> Persist {
         // Never connected: these tests only drive the bookkeeping, not the writes.
-        Persist::new(DocId::new(), Store::unconnected(), &settings(), 0, 0, 0)
+        Persist::new(DocId::new(), Store::unconnected(), &settings(), Metrics::new(), 0, 0, 0)
     }
 
     fn update(len: usize) -> Bytes {
@@ -307,7 +354,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_batch_is_due_at_once() {
-        let mut p = Persist { snapshot_bytes: u64::MAX, ..persist() };
+        let mut p = persist();
+        p.snapshot_bytes = u64::MAX;
         let t0 = Instant::now();
         for _ in 0..MAX_BATCH_UPDATES {
             p.push(update(1), t0);
@@ -394,6 +442,27 @@ mod tests {
         assert!(p.is_clean() && !p.snapshot_due(), "one row is below the compaction threshold");
         p.fold_log();
         assert!(!p.is_clean() && p.snapshot_due() && p.due_at().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_pending_gauges_follow_what_is_not_stored() {
+        let mut p = persist();
+        let metrics = p.metrics.clone();
+        let t0 = Instant::now();
+        p.push(update(10), t0);
+        p.push(update(5), t0);
+        assert_eq!((metrics.pending_updates.get(), metrics.pending_bytes.get()), (2, 15));
+        let batch = std::mem::take(&mut p.pending);
+        p.pending_bytes = 0;
+        p.in_flight_info = Some(("append", t0, 2, 15));
+        p.report();
+        assert_eq!(metrics.pending_updates.get(), 2, "in flight is not stored yet");
+        let outcome = Outcome { job: Job::Append { batch, bytes: 15 }, result: Ok(2) };
+        p.finish(outcome, t0).unwrap();
+        assert_eq!((metrics.pending_updates.get(), metrics.pending_bytes.get()), (0, 0));
+        p.push(update(3), t0);
+        drop(p);
+        assert_eq!(metrics.pending_updates.get(), 0, "a document leaving memory takes its share out");
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use tracing::Instrument;
 use super::actor::DocActor;
 use super::handle::{DocError, DocHandle, INBOX_CAPACITY, Peer, Subscription};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::model::DocId;
 use crate::store::Store;
 
@@ -61,6 +62,7 @@ struct Inner {
     docs: Mutex<HashMap<DocId, Entry>>,
     store: Store,
     settings: Arc<DocSettings>,
+    metrics: Metrics,
     /// Cancelled at shutdown: every actor saves and stops.
     cancel: CancellationToken,
     /// Every actor task, so shutdown can wait for their last writes.
@@ -68,12 +70,13 @@ struct Inner {
 }
 
 impl Registry {
-    pub fn new(store: Store, settings: DocSettings) -> Self {
+    pub fn new(store: Store, settings: DocSettings, metrics: Metrics) -> Self {
         Self {
             inner: Arc::new(Inner {
                 docs: Mutex::new(HashMap::new()),
                 store,
                 settings: Arc::new(settings),
+                metrics,
                 cancel: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
@@ -107,7 +110,14 @@ impl Registry {
         let done = finished.clone();
         let span = tracing::info_span!("doc", doc_id = %id);
         let cancel = inner.cancel.child_token();
-        let run = DocActor::run(id, inner.store.clone(), Arc::clone(&inner.settings), inbox, cancel);
+        let run = DocActor::run(
+            id,
+            inner.store.clone(),
+            Arc::clone(&inner.settings),
+            inner.metrics.clone(),
+            inbox,
+            cancel,
+        );
         self.inner.tracker.spawn(
             async move {
                 // Cancelled on the way out, even if the actor panics.
@@ -241,7 +251,7 @@ mod tests {
         let store = Store::connect(&url).await.unwrap();
         let id = store.create_doc(&Title::default()).await.unwrap().id;
         let settings = DocSettings::from(&Config { flush_ms: 3_600_000, ..Config::defaults() });
-        let registry = Registry::new(store, settings);
+        let registry = Registry::new(store, settings, Metrics::new());
         let (handle, sub) = registry.connect(id, 16, Peer::writer()).await.unwrap();
 
         // Another connection holds SQLite's write lock: the actor's writes wait for it.

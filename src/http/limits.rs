@@ -16,6 +16,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use tokio::time::Instant;
 
+use crate::metrics::Metrics;
 use crate::model::DocId;
 
 /// A new connection's rate allows bursts of this many seconds' worth.
@@ -55,6 +56,16 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// For the metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::AddressFull => "address_full",
+            Self::DocFull => "doc_full",
+            Self::TooFast(_) => "too_fast",
+        }
+    }
+
     /// What the refused client is told.
     pub fn message(self) -> &'static str {
         match self {
@@ -78,6 +89,7 @@ impl Refusal {
 pub struct Limits {
     settings: LimitSettings,
     state: Mutex<Counts>,
+    metrics: Metrics,
 }
 
 #[derive(Default)]
@@ -96,8 +108,14 @@ struct Bucket {
 }
 
 impl Limits {
-    pub fn new(settings: LimitSettings) -> Arc<Self> {
-        Arc::new(Self { settings, state: Mutex::new(Counts::default()) })
+    pub fn new(settings: LimitSettings, metrics: Metrics) -> Arc<Self> {
+        Arc::new(Self { settings, state: Mutex::new(Counts::default()), metrics })
+    }
+
+    /// Counts a refusal.
+    pub fn refused(&self, refusal: Refusal) -> Refusal {
+        self.metrics.refused_connection(refusal.reason());
+        refusal
     }
 
     pub fn settings(&self) -> &LimitSettings {
@@ -121,6 +139,7 @@ impl Limits {
             self.admit_address(&mut counts, ip)?;
         }
         counts.total += 1;
+        self.metrics.tcp_connections.inc();
         Ok(Arc::new(Seat { limits: Arc::clone(self), ip: Mutex::new(ip) }))
     }
 
@@ -178,6 +197,7 @@ impl Limits {
     fn release(&self, ip: Option<IpAddr>) {
         let mut counts = self.counts();
         counts.total = counts.total.saturating_sub(1);
+        self.metrics.tcp_connections.dec();
         if let Some(ip) = ip {
             release_key(&mut counts.per_ip, ip);
         }
@@ -315,7 +335,7 @@ mod tests {
 
     #[test]
     fn caps_in_total_and_per_address_and_seats_come_back() {
-        let limits = Limits::new(settings());
+        let limits = Limits::new(settings(), Metrics::new());
         let a = limits.admit(addr("10.0.0.1:1")).unwrap();
         let b = limits.admit(addr("10.0.0.1:2")).unwrap();
         assert_eq!(limits.admit(addr("10.0.0.1:3")).err(), Some(Refusal::AddressFull));
@@ -329,7 +349,7 @@ mod tests {
 
     #[test]
     fn documents_have_their_own_cap() {
-        let limits = Limits::new(settings());
+        let limits = Limits::new(settings(), Metrics::new());
         let doc = DocId::new();
         let seat = limits.join_doc(doc).unwrap();
         assert_eq!(limits.join_doc(doc).err(), Some(Refusal::DocFull));
@@ -340,12 +360,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_connect_rate_allows_a_burst_then_refills() {
-        let limits = Limits::new(LimitSettings {
+        let settings = LimitSettings {
             max_connections: 1000,
             max_connections_per_ip: 0,
             connect_rate_per_ip: 2,
             ..settings()
-        });
+        };
+        let limits = Limits::new(settings, Metrics::new());
         let peer = addr("10.0.0.1:1");
         let burst: Vec<_> = (0..10).map(|_| limits.admit(peer).unwrap()).collect();
         let Err(Refusal::TooFast(wait)) = limits.admit(peer) else { panic!("not refused") };
@@ -358,7 +379,7 @@ mod tests {
 
     #[test]
     fn behind_a_proxy_the_forwarded_address_counts() {
-        let limits = Limits::new(LimitSettings { trust_proxy_headers: true, ..settings() });
+        let limits = Limits::new(LimitSettings { trust_proxy_headers: true, ..settings() }, Metrics::new());
         let proxy = addr("10.9.9.9:1");
         let seats: Vec<_> = (0..3).map(|_| limits.admit(proxy).unwrap()).collect();
         seats[0].claim_address("1.1.1.1".parse().unwrap()).unwrap();

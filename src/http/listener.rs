@@ -120,7 +120,7 @@ impl Edge {
         }
         match self.limits.admit(peer) {
             Ok(seat) => self.serve_admitted(tcp, peer, seat).await,
-            Err(refusal) => self.refuse(tcp, peer, refusal).await,
+            Err(refusal) => self.refuse(tcp, peer, self.limits.refused(refusal)).await,
         }
     }
 
@@ -214,7 +214,7 @@ impl Edge {
         let trust = self.limits.settings().trust_proxy_headers;
         let client = client_address(peer, request.headers(), trust);
         if trust && let Err(refusal) = seat.claim_address(client.ip()) {
-            return refusal_response(refusal);
+            return refusal_response(self.limits.refused(refusal));
         }
         request.extensions_mut().insert(ConnectInfo(client));
         request.extensions_mut().insert(seat);

@@ -25,7 +25,6 @@ use axum::routing::get;
 use serde_json::json;
 use tokio_util::task::TaskTracker;
 use tower_http::compression::CompressionLayer;
-use tower_http::trace::TraceLayer;
 
 pub use cross_site::Origins;
 pub use error::ApiError;
@@ -36,6 +35,7 @@ pub use tls::Tls;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::doc::Registry;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Largest REST request body: titles are short.
@@ -56,6 +56,7 @@ pub struct AppState {
     pub origins: Arc<Origins>,
     /// Connection counts and caps.
     pub limits: Arc<Limits>,
+    pub metrics: Metrics,
     /// Every WebSocket connection's task, so shutdown can let them send their close frames.
     pub connections: TaskTracker,
 }
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
     // What pages and people reach: every route here checks origins and tokens.
     let api = docs::router()
         .route("/api/access", get(access::show_access))
+        .route("/metrics", get(show_metrics))
         .route("/ws/{id}", get(ws::doc_socket))
         // Set before the layers, so that they wrap it too (CORS answers preflights, which
         // no route has a method for).
@@ -83,10 +85,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(web::serve_asset.layer(CompressionLayer::new()))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // The path only: a WebSocket's query string carries its token.
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
-            tracing::debug_span!("request", method = %request.method(), path = request.uri().path())
-        }))
+        .layer(axum::middleware::from_fn_with_state(state.metrics.clone(), log_request))
         .with_state(state)
 }
 
@@ -95,6 +94,39 @@ async fn method_not_allowed() -> ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         message: "method not allowed on this path".into(),
     }
+}
+
+/// One log line per request: method, path (never the query: a WebSocket's carries its
+/// token), status, latency and the client's address; and the count by status.
+async fn log_request(
+    State(metrics): State<Metrics>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.to_string())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    metrics.http_requests.get_or_create(&crate::metrics::StatusLabel { status }).inc();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(target: "tandem::http::request", %method, path, status, latency_ms, client, "request");
+    response
+}
+
+/// `GET /metrics`: OpenMetrics text. With access control on, it needs a token for every
+/// document with scope admin (a scraper sends it as `Authorization: Bearer`).
+async fn show_metrics(
+    State(app): State<AppState>,
+    access: crate::auth::Access,
+) -> Result<impl IntoResponse, ApiError> {
+    access.allows_all(crate::auth::Scope::Admin)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], app.metrics.render()))
 }
 
 /// A request not answered within the timeout (a body trickling in, say) gets 408.

@@ -29,6 +29,7 @@ use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, Sleep, sleep_until, timeout};
+use tracing::Instrument;
 
 use super::AppState;
 use super::access::{TokenFrom, authenticate};
@@ -87,7 +88,8 @@ pub async fn doc_socket(
     access.allows(id, Scope::Read)?;
     let accept = check_handshake(&parts.method, parts.version, &parts.headers)?;
     ensure_exists(&app, id).await?;
-    let doc_seat = app.limits.join_doc(id).map_err(ApiError::Refused)?;
+    let doc_seat =
+        app.limits.join_doc(id).map_err(|refusal| ApiError::Refused(app.limits.refused(refusal)))?;
     let session = Session {
         id,
         peer: Peer { scope: access.scope, principal: principal(&app, &access, client) },
@@ -100,12 +102,17 @@ pub async fn doc_socket(
         .remove::<OnUpgrade>()
         .ok_or_else(|| ApiError::BadRequest("this connection cannot be upgraded".into()))?;
     let connections = app.connections.clone();
-    connections.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => serve(app, session, TokioIo::new(upgraded)).await,
-            Err(err) => tracing::debug!(error = %err, "upgrade failed"),
+    // Every line about this connection names its document.
+    let span = tracing::info_span!("conn", doc_id = %id);
+    connections.spawn(
+        async move {
+            match on_upgrade.await {
+                Ok(upgraded) => serve(app, session, TokioIo::new(upgraded)).await,
+                Err(err) => tracing::debug!(error = %err, "upgrade failed"),
+            }
         }
-    });
+        .instrument(span),
+    );
     let response = Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::UPGRADE, "websocket")

@@ -14,6 +14,7 @@ mod garbage;
 mod interop;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod proxy;
 mod storage;
 mod sync;
