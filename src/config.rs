@@ -25,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Print a token signed with the configured secret (--auth-secret / TANDEM_AUTH_SECRET).
     Token(TokenArgs),
+    /// Ask the server configured by the same settings (--listen / TANDEM_LISTEN / PORT, TLS)
+    /// whether it is ready: exits 0 only when /readyz answers 200 (for Docker's HEALTHCHECK).
+    Healthcheck(Box<Config>),
 }
 
 /// `tandem token`: what the token allows, and for how long.
@@ -71,8 +74,9 @@ pub struct AuthSettings {
 #[derive(Parser, Clone, Debug)]
 #[command(version, about)]
 pub struct Config {
-    /// Address to listen on for HTTP and WebSocket connections.
-    #[arg(long, env = "TANDEM_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on for HTTP and WebSocket connections. Default: 127.0.0.1:8080, or
+    /// 0.0.0.0:$PORT when the PORT variable is set (the convention of hosting platforms).
+    #[arg(long, env = "TANDEM_LISTEN", default_value_t = default_listen())]
     pub listen: SocketAddr,
 
     /// `postgres://user@host/db` for Postgres, or `sqlite://path` for an embedded SQLite file
@@ -203,9 +207,33 @@ pub struct Config {
     #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT_MS", default_value_t = 8_000)]
     pub shutdown_timeout_ms: u64,
 
+    /// How long to keep trying to reach the database at start (with backoff), in
+    /// milliseconds, before giving up.
+    #[arg(long, env = "TANDEM_DATABASE_WAIT_MS", default_value_t = 30_000)]
+    pub database_wait_ms: u64,
+
+    /// Log lines as `text` (for people) or `json` (one object per line, for log shippers).
+    #[arg(long, env = "TANDEM_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
     /// Log filter, in tracing's EnvFilter syntax.
-    #[arg(long, env = "TANDEM_LOG", default_value = "tandem=info,tower_http=info")]
+    #[arg(long, env = "TANDEM_LOG", default_value = "tandem=info")]
     pub log: String,
+}
+
+/// How log lines are written.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// 127.0.0.1:8080, or 0.0.0.0:$PORT when PORT is set (and TANDEM_LISTEN is not).
+fn default_listen() -> SocketAddr {
+    match std::env::var("PORT").ok().and_then(|port| port.trim().parse::<u16>().ok()) {
+        Some(port) => SocketAddr::from(([0, 0, 0, 0], port)),
+        None => SocketAddr::from(([127, 0, 0, 1], 8080)),
+    }
 }
 
 impl Config {

@@ -9,6 +9,8 @@ pub mod config;
 /// Open documents: one actor per document owning its yrs `Doc` and awareness; the
 /// y-websocket protocol, sans IO; the registry of open documents.
 pub mod doc;
+/// `tandem healthcheck`: asks a running server for `/readyz`.
+pub mod healthcheck;
 /// HTTP: REST API, `/ws/{id}` socket IO, health checks, the embedded web editor.
 pub mod http;
 /// Counters, gauges and histograms for operators, served at `/metrics`.

@@ -37,9 +37,7 @@ pub async fn run(
         .context("setting up TLS")?;
     let metrics = Metrics::new();
     let limits = Limits::new(limit_settings(&config), metrics.clone());
-    let store = Store::connect(&config.database_url)
-        .await
-        .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
+    let store = connect_store(&config).await?;
     let registry = Registry::new(store.clone(), DocSettings::from(&config), metrics.clone());
     let connections = TaskTracker::new();
     let state = AppState {
@@ -61,8 +59,9 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let access = if auth.is_some() { "tokens" } else { "open" };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, backend = store.backend(), access, scheme,
-        max_connections = limits.settings().max_connections, "tandem listening");
+    let url = format!("{scheme}://{addr}/");
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), %url, %addr, store = %redact(&state.config.database_url),
+        backend = store.backend(), access, max_connections = limits.settings().max_connections, "tandem listening");
     if auth.is_none() && !addr.ip().is_loopback() {
         tracing::warn!(
             %addr,
@@ -102,6 +101,27 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the store (applying migrations). A database that does not answer yet (a container
+/// still starting) is tried again with backoff for `--database-wait-ms`; what finally fails
+/// is reported with the database's own error.
+async fn connect_store(config: &Config) -> anyhow::Result<Store> {
+    let shown = redact(&config.database_url);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(config.database_wait_ms);
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match Store::connect(&config.database_url).await {
+            Ok(store) => return Ok(store),
+            Err(err) if err.is_transient() && tokio::time::Instant::now() + wait < deadline => {
+                tracing::warn!(store = %shown, error = %err, retry_in_ms = wait.as_millis() as u64,
+                    "the database does not answer yet; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err).with_context(|| format!("opening the database {shown}")),
+        }
+    }
 }
 
 /// The connection caps, with the default total worked out from the descriptor limit.

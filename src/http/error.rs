@@ -115,14 +115,13 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => Self::DOC_NOT_FOUND,
-            StoreError::Database(_)
-            | StoreError::Shared(_)
-            | StoreError::WriterStopped
-            | StoreError::Io(_) => {
+            StoreError::Database(_) | StoreError::Shared(_) | StoreError::WriterStopped => {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::Unavailable("database unavailable; try again later")
             }
-            err @ (StoreError::UnsupportedUrl(_) | StoreError::Migrate(_)) => Self::Internal(err.to_string()),
+            err @ (StoreError::UnsupportedUrl(_) | StoreError::Migrate(_) | StoreError::Folder { .. }) => {
+                Self::Internal(err.to_string())
+            }
         }
     }
 }

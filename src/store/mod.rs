@@ -45,8 +45,8 @@ pub enum StoreError {
     WriterStopped,
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("could not create the database folder: {0}")]
-    Io(#[from] std::io::Error),
+    #[error("could not create the database folder {path}: {source}")]
+    Folder { path: String, source: std::io::Error },
 }
 
 /// Everything stored about a document's content, as read at load time.
@@ -58,6 +58,18 @@ pub struct StoredState {
     pub updates: Vec<Vec<u8>>,
     /// The highest `seq` covered by the snapshot or the log; 0 when there is none.
     pub last_seq: i64,
+}
+
+impl StoreError {
+    /// True for failures that waiting can fix (the database is not up yet, or busy), as
+    /// opposed to a bad URL, a migration that fails, or a folder that cannot be made.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(err) => !matches!(err, sqlx::Error::Configuration(_) | sqlx::Error::Migrate(_)),
+            Self::Shared(_) | Self::WriterStopped => true,
+            Self::NotFound | Self::UnsupportedUrl(_) | Self::Migrate(_) | Self::Folder { .. } => false,
+        }
+    }
 }
 
 impl Store {

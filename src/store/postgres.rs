@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
 use uuid::Uuid;
 
 use super::{ACQUIRE_TIMEOUT, StoreError, StoredState};
@@ -19,6 +19,10 @@ const POOL_SIZE: u32 = 16;
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
+    let options: PgConnectOptions = url.parse()?;
+    // One connection first, on its own: its error is the database's own (refused, no such
+    // database, bad password, TLS), where the pool would only say it timed out.
+    PgConnection::connect_with(&options).await?.close().await?;
     let statement_timeout = format!("{}", STATEMENT_TIMEOUT.as_millis());
     let pool = PgPoolOptions::new()
         .max_connections(POOL_SIZE)
@@ -30,7 +34,7 @@ pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
                 Ok(())
             })
         })
-        .connect(url)
+        .connect_with(options)
         .await?;
     Ok(pool)
 }

@@ -142,7 +142,8 @@ async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
     if let Some(dir) = options.get_filename().parent()
         && dir != Path::new("")
     {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
     }
     let pool = SqlitePoolOptions::new()
         .max_connections(POOL_SIZE)

@@ -15,6 +15,7 @@ mod interop;
 mod lifecycle;
 mod limits;
 mod metrics;
+mod operations;
 mod proxy;
 mod storage;
 mod sync;
