@@ -3,10 +3,11 @@
 
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::handshake::{self, HandshakeError};
 use crate::doc::DocError;
 use crate::model::{InvalidCursor, InvalidDocId, InvalidTitle};
 use crate::store::StoreError;
@@ -24,6 +25,9 @@ pub enum ApiError {
     Rejected { status: StatusCode, message: String },
     #[error("{0}")]
     Unavailable(&'static str),
+    /// 426: a WebSocket version the server does not speak; the answer names the one it does.
+    #[error("{0}")]
+    UpgradeRequired(String),
     #[error("internal server error")]
     Internal(String),
 }
@@ -38,6 +42,7 @@ impl ApiError {
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Rejected { status, .. } => *status,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -48,7 +53,21 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(%cause, "request failed");
         }
-        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+        let mut response = (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        if let Self::UpgradeRequired(_) = self {
+            let version = HeaderValue::from_static(handshake::VERSION);
+            response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, version);
+        }
+        response
+    }
+}
+
+impl From<HandshakeError> for ApiError {
+    fn from(err: HandshakeError) -> Self {
+        match err {
+            HandshakeError::Version => Self::UpgradeRequired(err.to_string()),
+            err => Self::BadRequest(format!("not a WebSocket handshake: {err}")),
+        }
     }
 }
 

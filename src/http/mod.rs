@@ -3,6 +3,7 @@
 
 mod docs;
 mod error;
+mod handshake;
 mod web;
 mod websocket;
 mod ws;
