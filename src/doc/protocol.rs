@@ -97,6 +97,9 @@ pub fn decode_frame(frame: &Bytes) -> Result<Vec<ClientMessage>, ProtocolError> 
                 match sub as u8 {
                     _ if sub > u32::from(u8::MAX) => return Err(unknown_sync(sub)),
                     MSG_SYNC_STEP_1 => {
+                        if !count_fits(&payload, SV_ENTRY_BYTES) {
+                            return Err(malformed("state vector longer than its bytes"));
+                        }
                         let sv = StateVector::decode_v1(&payload).map_err(malformed)?;
                         messages.push(ClientMessage::SyncStep1(sv));
                     }
@@ -125,6 +128,9 @@ pub fn decode_frame(frame: &Bytes) -> Result<Vec<ClientMessage>, ProtocolError> 
             }
             MSG_AWARENESS => {
                 let payload = cursor.read_buf().map_err(malformed)?;
+                if !count_fits(payload, AWARENESS_ENTRY_BYTES) {
+                    return Err(malformed("more awareness states than its bytes hold"));
+                }
                 let update = AwarenessUpdate::decode_v1(payload).map_err(malformed)?;
                 for entry in update.clients.values() {
                     if entry.json.len() > MAX_AWARENESS_STATE_BYTES {
@@ -161,10 +167,46 @@ fn malformed(err: impl std::fmt::Display) -> ProtocolError {
 /// Decodes a Yjs v1 update; `None` when it carries nothing. yrs is not trusted to reject
 /// every hostile input without panicking, so a panic counts as a decoding error.
 fn decode_update(bytes: &[u8]) -> Result<Option<Update>, ProtocolError> {
+    if !count_fits(bytes, UPDATE_CLIENT_BYTES) {
+        return Err(ProtocolError::BadUpdate("more clients than its bytes hold".into()));
+    }
     let update = catch_unwind(AssertUnwindSafe(|| Update::decode_v1(bytes)))
         .map_err(|_| ProtocolError::BadUpdate("decoder panicked".into()))?
         .map_err(|e| ProtocolError::BadUpdate(e.to_string()))?;
-    Ok((!update.is_empty()).then_some(update))
+    if update.is_empty() {
+        return Ok(None);
+    }
+    if !survives_reencoding(&update) {
+        return Err(ProtocolError::BadUpdate("yrs cannot read the update back once encoded".into()));
+    }
+    Ok(Some(update))
+}
+
+/// Whether yrs reads back what it writes of this update. Some hostile content decodes but
+/// encodes into bytes yrs cannot read (found by fuzzing: a 34-byte update). Applied, it would
+/// poison the document: every later encoding of its state (a step 2, a snapshot) would fail
+/// or panic in yrs, and since it is stored, again after each reload.
+fn survives_reencoding(update: &Update) -> bool {
+    catch_unwind(AssertUnwindSafe(|| Update::decode_v1(&update.encode_v1()).is_ok())).unwrap_or(false)
+}
+
+/// The fewest bytes one entry takes: a state vector's (client, clock), an awareness
+/// update's (client, clock, state), an update's (block count, client, clock): a varint each.
+const SV_ENTRY_BYTES: usize = 2;
+const AWARENESS_ENTRY_BYTES: usize = 3;
+const UPDATE_CLIENT_BYTES: usize = 3;
+
+/// Whether the count these bytes start with (a varint) leaves room for that many entries of
+/// at least `entry_bytes` each. yrs reserves room for the declared count before it reads a
+/// single entry, so without this check a dozen bytes could make it reserve gigabytes (found
+/// by fuzzing: a 13-byte step 1). An input that fails it would fail to decode anyway.
+fn count_fits(bytes: &[u8], entry_bytes: usize) -> bool {
+    let mut cursor = Cursor::new(bytes);
+    let Ok(count) = cursor.read_var::<u64>() else {
+        return true; // the decoder reports the broken varint itself
+    };
+    let room = (bytes.len() - cursor.next) / entry_bytes;
+    count <= room as u64
 }
 
 /// `[sync, step 1, state vector]`: what the server has, so the client sends what it lacks.
@@ -274,6 +316,50 @@ mod tests {
         for (name, frame) in cases {
             assert!(decode_frame(&Bytes::from(frame)).is_err(), "{name} was accepted");
         }
+    }
+
+    #[test]
+    fn counts_larger_than_their_bytes_are_refused_before_decoding() {
+        // Found by fuzzing: a 13-byte step 1 made yrs reserve 73 GB for its state vector.
+        // Each of these claims 2^28 entries in a few bytes.
+        let huge = [0x80, 0x80, 0x80, 0x80, 0x01];
+        let step1 = [&[MSG_SYNC, MSG_SYNC_STEP_1, 7][..], &huge, &[1, 1]].concat();
+        let awareness = [&[MSG_AWARENESS, 8][..], &huge, &[1, 1, 1]].concat();
+        let update = [&[MSG_SYNC, MSG_SYNC_UPDATE, 8][..], &huge, &[1, 1, 1]].concat();
+        for (frame, expected) in [
+            (step1, ProtocolError::Malformed("state vector longer than its bytes".into())),
+            (awareness, ProtocolError::Malformed("more awareness states than its bytes hold".into())),
+            (update, ProtocolError::BadUpdate("more clients than its bytes hold".into())),
+        ] {
+            assert_eq!(decode_frame(&Bytes::from(frame)).unwrap_err(), expected);
+        }
+        // The check counts the fewest bytes an entry can take: a real one passes it.
+        let mut sv = StateVector::default();
+        sv.set_max(yrs::block::ClientID::new(1), 1);
+        assert!(matches!(decode_frame(&encode_step1(&sv)).unwrap().as_slice(), [ClientMessage::SyncStep1(_)]));
+    }
+
+    #[test]
+    fn an_update_yrs_cannot_read_back_is_refused() {
+        // Found by fuzzing: this update decodes and applies (it waits for a missing clock),
+        // after which encoding the document's state panicked inside yrs.
+        let poison: &[u8] = &[
+            0x01, 0x01, 0x00, 0x01, 0x82, 0xd8, 0x8b, 0xbd, 0xdc, 0xed, 0xc5, 0xa8, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x09, 0x00, 0x04, 0x01, 0x07, 0x63, 0x6f, 0x6e, 0x00, 0x00, 0x02, 0x22, 0x01,
+            0x01, 0x82,
+        ];
+        assert!(Update::decode_v1(poison).is_ok(), "yrs reads it");
+        let refused = ProtocolError::BadUpdate("yrs cannot read the update back once encoded".into());
+        assert_eq!(decode_frame(&update_message(poison)).unwrap_err(), refused);
+        assert_eq!(decode_frame(&encode_step2(poison.to_vec())).unwrap_err(), refused);
+        // Real updates pass.
+        let doc = Doc::new();
+        edit(&doc, "hello");
+        let text = doc.get_or_insert_text("content");
+        let before = doc.transact().state_vector();
+        text.remove_range(&mut doc.transact_mut(), 1, 2);
+        let delete = doc.transact().encode_state_as_update_v1(&before);
+        assert_eq!(decode_frame(&update_message(&delete)).unwrap().len(), 1);
     }
 
     #[test]
