@@ -3,6 +3,7 @@
 //! when `TEST_POSTGRES_URL` is set.
 
 mod helpers;
+mod wire;
 
 mod awareness;
 mod crash;
@@ -10,6 +11,7 @@ mod docs;
 mod garbage;
 mod interop;
 mod lifecycle;
+mod rfc6455;
 mod storage;
 mod sync;
 mod web;
