@@ -6,6 +6,7 @@ mod helpers;
 mod wire;
 
 mod awareness;
+mod convergence;
 mod crash;
 mod docs;
 mod garbage;
