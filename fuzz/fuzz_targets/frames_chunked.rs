@@ -52,6 +52,6 @@ impl Cuts {
         self.0 ^= self.0 >> 17;
         self.0 ^= self.0 << 5;
         let n = self.0 as usize;
-        if n % 4 == 0 { 1 + n % 4096 } else { 1 + n % 16 }
+        if n.is_multiple_of(4) { 1 + n % 4096 } else { 1 + n % 16 }
     }
 }

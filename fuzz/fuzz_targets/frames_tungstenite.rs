@@ -60,7 +60,8 @@ struct Reference(WebSocket<Input>);
 
 impl Reference {
     fn new(stream: Vec<u8>) -> Self {
-        let config = WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
+        let config =
+            WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
         Self(WebSocket::from_raw_socket(Input { data: stream, read: 0 }, Role::Server, Some(config)))
     }
 

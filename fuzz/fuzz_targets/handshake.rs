@@ -22,7 +22,8 @@ fuzz_target!(|data: &[u8]| {
     let version = if request.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     let mut map = HeaderMap::new();
     for h in request.headers.iter() {
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+        let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
         else {
             return;
         };
@@ -42,7 +43,8 @@ fuzz_target!(|data: &[u8]| {
         Err(err) => {
             assert!(!err.to_string().is_empty());
             if err == HandshakeError::Version {
-                let versions: Vec<&[u8]> = map.get_all(header::SEC_WEBSOCKET_VERSION).iter().map(|v| v.as_bytes()).collect();
+                let versions: Vec<&[u8]> =
+                    map.get_all(header::SEC_WEBSOCKET_VERSION).iter().map(|v| v.as_bytes()).collect();
                 assert_ne!(versions, [b"13"]);
             }
         }

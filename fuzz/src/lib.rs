@@ -10,6 +10,8 @@
 pub mod handshake;
 #[path = "../../src/doc/protocol.rs"]
 pub mod protocol;
+#[path = "../../src/doc/untrusted.rs"]
+mod untrusted;
 #[path = "../../src/http/websocket.rs"]
 pub mod websocket;
 

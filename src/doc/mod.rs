@@ -15,6 +15,7 @@ mod outbox;
 mod persist;
 pub mod protocol;
 mod registry;
+mod untrusted;
 
 pub use handle::{Close, ConnId, DocError, DocHandle, Subscription};
 pub use outbox::{Outbox, Taken};

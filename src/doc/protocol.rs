@@ -12,6 +12,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
 use yrs::encoding::read::{Cursor, Read};
+
+use super::untrusted::{AWARENESS_ENTRY_BYTES, SV_ENTRY_BYTES, UPDATE_CLIENT_BYTES};
+use super::untrusted::{clocks_fit, count_fits, survives_reencoding};
 use yrs::sync::protocol::{MSG_AUTH, MSG_AWARENESS, MSG_QUERY_AWARENESS, MSG_SYNC};
 use yrs::sync::protocol::{MSG_SYNC_STEP_1, MSG_SYNC_STEP_2, MSG_SYNC_UPDATE};
 use yrs::sync::{AwarenessUpdate, Message, SyncMessage};
@@ -170,6 +173,9 @@ fn decode_update(bytes: &[u8]) -> Result<Option<Update>, ProtocolError> {
     if !count_fits(bytes, UPDATE_CLIENT_BYTES) {
         return Err(ProtocolError::BadUpdate("more clients than its bytes hold".into()));
     }
+    if !clocks_fit(bytes) {
+        return Err(ProtocolError::BadUpdate("clocks past 2^32".into()));
+    }
     let update = catch_unwind(AssertUnwindSafe(|| Update::decode_v1(bytes)))
         .map_err(|_| ProtocolError::BadUpdate("decoder panicked".into()))?
         .map_err(|e| ProtocolError::BadUpdate(e.to_string()))?;
@@ -180,39 +186,6 @@ fn decode_update(bytes: &[u8]) -> Result<Option<Update>, ProtocolError> {
         return Err(ProtocolError::BadUpdate("yrs cannot read the update back once encoded".into()));
     }
     Ok(Some(update))
-}
-
-/// Whether yrs reads back what it writes of this update, and writes that again the same.
-/// Some hostile content decodes, but encodes into bytes that yrs cannot read, or reads as
-/// something else (both found by fuzzing, in updates of 34 bytes). Applied, such an update
-/// poisons the document: every later encoding of its state (a step 2, a snapshot) fails or
-/// panics inside yrs, and since the update is stored, again after every reload. The check
-/// costs two encodings and a decoding (about a microsecond for a keystroke).
-fn survives_reencoding(update: &Update) -> bool {
-    catch_unwind(AssertUnwindSafe(|| {
-        let once = update.encode_v1();
-        Update::decode_v1(&once).is_ok_and(|again| again.encode_v1() == once)
-    }))
-    .unwrap_or(false)
-}
-
-/// The fewest bytes one entry takes: a state vector's (client, clock), an awareness
-/// update's (client, clock, state), an update's (block count, client, clock): a varint each.
-const SV_ENTRY_BYTES: usize = 2;
-const AWARENESS_ENTRY_BYTES: usize = 3;
-const UPDATE_CLIENT_BYTES: usize = 3;
-
-/// Whether the count these bytes start with (a varint) leaves room for that many entries of
-/// at least `entry_bytes` each. yrs reserves room for the declared count before it reads a
-/// single entry, so without this check a dozen bytes could make it reserve gigabytes (found
-/// by fuzzing: a 13-byte step 1). An input that fails it would fail to decode anyway.
-fn count_fits(bytes: &[u8], entry_bytes: usize) -> bool {
-    let mut cursor = Cursor::new(bytes);
-    let Ok(count) = cursor.read_var::<u64>() else {
-        return true; // the decoder reports the broken varint itself
-    };
-    let room = (bytes.len() - cursor.next) / entry_bytes;
-    count <= room as u64
 }
 
 /// `[sync, step 1, state vector]`: what the server has, so the client sends what it lacks.
@@ -377,6 +350,31 @@ mod tests {
         text.remove_range(&mut doc.transact_mut(), 1, 2);
         let delete = doc.transact().encode_state_as_update_v1(&before);
         assert_eq!(decode_frame(&update_message(&delete)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_update_whose_clocks_wrap_is_refused() {
+        // Found by fuzzing: lengths that take a client's clock past u32::MAX wrap around in a
+        // release build of yrs; applied, the overlapping blocks made yrs read freed memory.
+        // Client 7 from clock 0: deleted items in the root type "", of the given lengths.
+        let deleted = |lengths: &[&[u8]]| {
+            let mut update = vec![1, lengths.len() as u8, 7, 0];
+            for len in lengths {
+                update.extend_from_slice(&[1, 1, 0]); // deleted content, parent named ""
+                update.extend_from_slice(len);
+            }
+            update.push(0); // no deletions
+            update
+        };
+        let u32_max: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F];
+        let refused = ProtocolError::BadUpdate("clocks past 2^32".into());
+        let wrapping = deleted(&[u32_max, &[2]]);
+        assert_eq!(decode_frame(&update_message(&wrapping)).unwrap_err(), refused);
+        let wrapping = deleted(&[&[2], u32_max]);
+        assert_eq!(decode_frame(&update_message(&wrapping)).unwrap_err(), refused);
+        // Up to u32::MAX exactly, the clocks fit.
+        assert!(decode_frame(&update_message(&deleted(&[u32_max]))).is_ok());
+        assert!(decode_frame(&update_message(&deleted(&[&[2], &[3]]))).is_ok());
     }
 
     #[test]

@@ -47,7 +47,7 @@ fn step() -> impl Strategy<Value = Step> {
 
 /// A client, connected or not; its document survives either way.
 enum Peer {
-    Online(Client),
+    Online(Box<Client>),
     /// Offline with its document, and its own clock when it left (edits after it are new).
     Offline(Doc, u32),
 }
@@ -77,7 +77,7 @@ impl Peer {
         match self {
             Self::Online(client) => {
                 let clock = own_clock(client.doc());
-                Self::Offline(client.into_doc(), clock)
+                Self::Offline((*client).into_doc(), clock)
             }
             offline => offline,
         }
@@ -97,7 +97,7 @@ impl Peer {
             // this connection's step 2.
             client.echoed_clock = left_at;
         }
-        Self::Online(client)
+        Self::Online(Box::new(client))
     }
 }
 
@@ -129,7 +129,7 @@ async fn run_case(app: &TestApp, steps: Vec<Step>) -> Result<(), TestCaseError> 
     for _ in 0..3 {
         let mut client = Client::connect(&url).await;
         client.synced().await;
-        peers.push(Peer::Online(client));
+        peers.push(Peer::Online(Box::new(client)));
     }
     for step in steps {
         match step {
