@@ -14,9 +14,11 @@ use yrs::{ReadTxn, Text, Transact, Update};
 use crate::helpers::{Backend, Client, TestApp, setup, still_serving};
 use crate::wire::{RawSocket, UPGRADE_HEADERS, client_frame, close_frame, op};
 
-/// A y-websocket update message appending `chunk` to what `bystander` has.
+/// A y-websocket update message appending `chunk` to what `bystander` has, from a writer of
+/// its own whose client id is fixed per bystander (so that message sizes are predictable).
 fn append_message(bystander: &Client, chunk: &str) -> Vec<u8> {
-    let doc = yrs::Doc::new();
+    let writer = bystander.client_id().get() ^ 1;
+    let doc = yrs::Doc::with_client_id(writer);
     let text = doc.get_or_insert_text("content");
     let state = bystander.doc().transact().encode_state_as_update_v1(&Default::default());
     doc.transact_mut().apply_update(Update::decode_v1(&state).unwrap()).unwrap();
