@@ -19,6 +19,7 @@ mod presence;
 pub mod protocol;
 mod registry;
 mod size;
+mod untrusted;
 
 pub use handle::{Close, ConnId, DocError, DocHandle, Peer, Subscription};
 pub use outbox::{Outbox, Taken};

@@ -12,6 +12,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use bytes::Bytes;
 use yrs::encoding::read::{Cursor, Read};
+
+use super::untrusted::{AWARENESS_ENTRY_BYTES, SV_ENTRY_BYTES, UPDATE_CLIENT_BYTES};
+use super::untrusted::{clocks_fit, count_fits, survives_reencoding};
 use yrs::sync::protocol::{MSG_AUTH, MSG_AWARENESS, MSG_QUERY_AWARENESS, MSG_SYNC};
 use yrs::sync::protocol::{MSG_SYNC_STEP_1, MSG_SYNC_STEP_2, MSG_SYNC_UPDATE};
 use yrs::sync::{AwarenessUpdate, Message, SyncMessage};
@@ -97,6 +100,9 @@ pub fn decode_frame(frame: &Bytes) -> Result<Vec<ClientMessage>, ProtocolError> 
                 match sub as u8 {
                     _ if sub > u32::from(u8::MAX) => return Err(unknown_sync(sub)),
                     MSG_SYNC_STEP_1 => {
+                        if !count_fits(&payload, SV_ENTRY_BYTES) {
+                            return Err(malformed("state vector longer than its bytes"));
+                        }
                         let sv = StateVector::decode_v1(&payload).map_err(malformed)?;
                         messages.push(ClientMessage::SyncStep1(sv));
                     }
@@ -125,6 +131,9 @@ pub fn decode_frame(frame: &Bytes) -> Result<Vec<ClientMessage>, ProtocolError> 
             }
             MSG_AWARENESS => {
                 let payload = cursor.read_buf().map_err(malformed)?;
+                if !count_fits(payload, AWARENESS_ENTRY_BYTES) {
+                    return Err(malformed("more awareness states than its bytes hold"));
+                }
                 let update = AwarenessUpdate::decode_v1(payload).map_err(malformed)?;
                 for entry in update.clients.values() {
                     if entry.json.len() > MAX_AWARENESS_STATE_BYTES {
@@ -161,10 +170,22 @@ fn malformed(err: impl std::fmt::Display) -> ProtocolError {
 /// Decodes a Yjs v1 update; `None` when it carries nothing. yrs is not trusted to reject
 /// every hostile input without panicking, so a panic counts as a decoding error.
 fn decode_update(bytes: &[u8]) -> Result<Option<Update>, ProtocolError> {
+    if !count_fits(bytes, UPDATE_CLIENT_BYTES) {
+        return Err(ProtocolError::BadUpdate("more clients than its bytes hold".into()));
+    }
+    if !clocks_fit(bytes) {
+        return Err(ProtocolError::BadUpdate("clocks past 2^32".into()));
+    }
     let update = catch_unwind(AssertUnwindSafe(|| Update::decode_v1(bytes)))
         .map_err(|_| ProtocolError::BadUpdate("decoder panicked".into()))?
         .map_err(|e| ProtocolError::BadUpdate(e.to_string()))?;
-    Ok((!update.is_empty()).then_some(update))
+    if update.is_empty() {
+        return Ok(None);
+    }
+    if !survives_reencoding(&update) {
+        return Err(ProtocolError::BadUpdate("yrs cannot read the update back once encoded".into()));
+    }
+    Ok(Some(update))
 }
 
 /// `[sync, step 1, state vector]`: what the server has, so the client sends what it lacks.
@@ -280,6 +301,86 @@ mod tests {
         for (name, frame) in cases {
             assert!(decode_frame(&Bytes::from(frame)).is_err(), "{name} was accepted");
         }
+    }
+
+    #[test]
+    fn counts_larger_than_their_bytes_are_refused_before_decoding() {
+        // Found by fuzzing: a 13-byte step 1 made yrs reserve 73 GB for its state vector.
+        // Each of these claims 2^28 entries in a few bytes.
+        let huge = [0x80, 0x80, 0x80, 0x80, 0x01];
+        let step1 = [&[MSG_SYNC, MSG_SYNC_STEP_1, 7][..], &huge, &[1, 1]].concat();
+        let awareness = [&[MSG_AWARENESS, 8][..], &huge, &[1, 1, 1]].concat();
+        let update = [&[MSG_SYNC, MSG_SYNC_UPDATE, 8][..], &huge, &[1, 1, 1]].concat();
+        for (frame, expected) in [
+            (step1, ProtocolError::Malformed("state vector longer than its bytes".into())),
+            (awareness, ProtocolError::Malformed("more awareness states than its bytes hold".into())),
+            (update, ProtocolError::BadUpdate("more clients than its bytes hold".into())),
+        ] {
+            assert_eq!(decode_frame(&Bytes::from(frame)).unwrap_err(), expected);
+        }
+        // The check counts the fewest bytes an entry can take: a real one passes it.
+        let mut sv = StateVector::default();
+        sv.set_max(yrs::block::ClientID::new(1), 1);
+        assert!(matches!(
+            decode_frame(&encode_step1(&sv)).unwrap().as_slice(),
+            [ClientMessage::SyncStep1(_)]
+        ));
+    }
+
+    #[test]
+    fn an_update_yrs_cannot_read_back_is_refused() {
+        // Found by fuzzing: each decodes and applies (waiting for a missing clock), after
+        // which encoding the document's state panicked inside yrs. The first encodes into
+        // bytes yrs cannot read, the second into another update.
+        let unreadable: &[u8] = &[
+            0x01, 0x01, 0x00, 0x01, 0x82, 0xd8, 0x8b, 0xbd, 0xdc, 0xed, 0xc5, 0xa8, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x09, 0x00, 0x04, 0x01, 0x07, 0x63, 0x6f, 0x6e, 0x00, 0x00, 0x02, 0x22, 0x01,
+            0x01, 0x82,
+        ];
+        let unstable: &[u8] = &[
+            0x01, 0x01, 0x82, 0xd8, 0x8b, 0xbd, 0x01, 0x00, 0x02, 0x22, 0x01, 0x00, 0x00, 0x00, 0x02, 0x22,
+            0x01, 0x00, 0x00, 0xde, 0xfd, 0xff, 0x02, 0x00, 0x02, 0x1e, 0x01, 0x5c, 0xed, 0xc5, 0x09, 0x41,
+            0x00, 0x5c,
+        ];
+        let refused = ProtocolError::BadUpdate("yrs cannot read the update back once encoded".into());
+        for poison in [unreadable, unstable] {
+            assert!(Update::decode_v1(poison).is_ok(), "yrs reads it");
+            assert_eq!(decode_frame(&update_message(poison)).unwrap_err(), refused);
+            assert_eq!(decode_frame(&encode_step2(poison.to_vec())).unwrap_err(), refused);
+        }
+        // Real updates pass.
+        let doc = Doc::new();
+        edit(&doc, "hello");
+        let text = doc.get_or_insert_text("content");
+        let before = doc.transact().state_vector();
+        text.remove_range(&mut doc.transact_mut(), 1, 2);
+        let delete = doc.transact().encode_state_as_update_v1(&before);
+        assert_eq!(decode_frame(&update_message(&delete)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_update_whose_clocks_wrap_is_refused() {
+        // Found by fuzzing: lengths that take a client's clock past u32::MAX wrap around in a
+        // release build of yrs; applied, the overlapping blocks made yrs read freed memory.
+        // Client 7 from clock 0: deleted items in the root type "", of the given lengths.
+        let deleted = |lengths: &[&[u8]]| {
+            let mut update = vec![1, lengths.len() as u8, 7, 0];
+            for len in lengths {
+                update.extend_from_slice(&[1, 1, 0]); // deleted content, parent named ""
+                update.extend_from_slice(len);
+            }
+            update.push(0); // no deletions
+            update
+        };
+        let u32_max: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F];
+        let refused = ProtocolError::BadUpdate("clocks past 2^32".into());
+        let wrapping = deleted(&[u32_max, &[2]]);
+        assert_eq!(decode_frame(&update_message(&wrapping)).unwrap_err(), refused);
+        let wrapping = deleted(&[&[2], u32_max]);
+        assert_eq!(decode_frame(&update_message(&wrapping)).unwrap_err(), refused);
+        // Up to u32::MAX exactly, the clocks fit.
+        assert!(decode_frame(&update_message(&deleted(&[u32_max]))).is_ok());
+        assert!(decode_frame(&update_message(&deleted(&[&[2], &[3]]))).is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::limits::Refusal;
 use crate::auth::{Denied, TokenError};
+use super::handshake::{self, HandshakeError};
 use crate::doc::DocError;
 use crate::model::{InvalidCursor, InvalidDocId, InvalidTitle};
 use crate::store::StoreError;
@@ -37,6 +38,9 @@ pub enum ApiError {
     /// Past a connection cap or rate: 503 or 429, with `Retry-After`.
     #[error("{}", .0.message())]
     Refused(Refusal),
+    /// 426: a WebSocket version the server does not speak; the answer names the one it does.
+    #[error("{0}")]
+    UpgradeRequired(String),
     #[error("internal server error")]
     Internal(String),
 }
@@ -56,6 +60,7 @@ impl ApiError {
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Refused(Refusal::TooFast(_)) => StatusCode::TOO_MANY_REQUESTS,
             Self::Refused(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,6 +79,10 @@ impl IntoResponse for ApiError {
             Self::Refused(refusal) => {
                 let seconds = refusal.retry_after().as_secs().max(1);
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            Self::UpgradeRequired(_) => {
+                let version = HeaderValue::from_static(handshake::VERSION);
+                response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, version);
             }
             _ => {}
         }
@@ -106,6 +115,15 @@ impl From<TokenError> for ApiError {
 impl From<Denied> for ApiError {
     fn from(err: Denied) -> Self {
         Self::Forbidden(err.to_string())
+    }
+}
+
+impl From<HandshakeError> for ApiError {
+    fn from(err: HandshakeError) -> Self {
+        match err {
+            HandshakeError::Version => Self::UpgradeRequired(err.to_string()),
+            err => Self::BadRequest(format!("not a WebSocket handshake: {err}")),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod limits;
 mod links;
 mod listener;
 mod tls;
+mod handshake;
 mod web;
 mod websocket;
 mod ws;

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Version, header};
+use axum::http::{HeaderMap, Method, StatusCode, Version, header};
 use axum::response::Response;
 use bytes::Bytes;
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -35,8 +35,9 @@ use super::AppState;
 use super::access::{TokenFrom, authenticate};
 use super::docs::{DocIdPath, ensure_exists};
 use super::error::ApiError;
+use super::handshake;
 use super::limits::{DocSeat, Seat};
-use super::websocket::{self, Event, FrameReader};
+use super::websocket::{self, Event, FrameError, FrameReader};
 use crate::auth::{Access, Scope};
 use crate::doc::protocol;
 use crate::doc::{Close, ConnId, DocHandle, Outbox, Peer, Subscription, Taken};
@@ -66,7 +67,7 @@ const CLOSE_MALFORMED: Close = Close { code: 1007, reason: "malformed message" }
 const CLOSE_AWARENESS_TOO_BIG: Close = Close { code: 1009, reason: "awareness state too big" };
 const CLOSE_FLOOD: Close = Close { code: 1008, reason: "too many messages; slow down" };
 const CLOSE_SILENT: Close = Close { code: 1001, reason: "no sign of life from the client" };
-const CLOSE_PROTOCOL: Close = Close { code: 1002, reason: "WebSocket protocol error" };
+const CLOSE_REASON_NOT_UTF8: Close = Close { code: 1007, reason: "close reason is not UTF-8" };
 const CLOSE_TOO_BIG: Close = Close { code: 1009, reason: "message too big" };
 
 thread_local! {
@@ -151,28 +152,7 @@ fn deadline(expires: SystemTime) -> Instant {
 
 /// Checks an opening handshake (RFC 6455 section 4.2.1); the `Sec-WebSocket-Accept` value.
 fn check_handshake(method: &Method, version: Version, headers: &HeaderMap) -> Result<String, ApiError> {
-    let bad = |why: &str| ApiError::BadRequest(format!("not a WebSocket handshake: {why}"));
-    if method != Method::GET || version != Version::HTTP_11 {
-        return Err(bad("expected GET over HTTP/1.1"));
-    }
-    let has_token = |name, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
-    };
-    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return Err(bad("expected Connection: upgrade and Upgrade: websocket"));
-    }
-    if headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
-        return Err(ApiError::Rejected {
-            status: StatusCode::UPGRADE_REQUIRED,
-            message: "unsupported WebSocket version: use Sec-WebSocket-Version: 13".into(),
-        });
-    }
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or_else(|| bad("no Sec-WebSocket-Key"))?;
-    Ok(websocket::accept_key(key.as_bytes()))
+    Ok(handshake::check(method, version, headers)?)
 }
 
 /// The upgraded connection (a TCP stream underneath).
@@ -309,6 +289,7 @@ impl Connection {
                 }
                 Event::Pong => Ok(()),
                 Event::Close(code) => Err(End::Closing(code)),
+                Event::Invalid(err) => Err(End::Close(frame_error(err))),
             };
             if result.is_err() {
                 break;
@@ -394,12 +375,13 @@ fn first(at: Instant, or: Option<Instant>) -> Instant {
 
 /// Reads what the socket has into the thread's buffer, parses it into events, and keeps
 /// only the start of a frame still arriving. Waits (holding no buffer) until there is data.
+/// Bytes that break the protocol become the last event, so that what came before them is
+/// handled first.
 async fn read(io: &mut Io, reader: &mut FrameReader, events: &mut Vec<Event>) -> Result<(), End> {
-    let mut parsed = Ok(());
-    let read = poll_fn(|cx| poll_read_shared(cx, io, |data| parsed = reader.feed(data, events))).await;
+    let read = poll_fn(|cx| poll_read_shared(cx, io, |data| reader.feed(data, events))).await;
     match read {
         Ok(0) | Err(_) => Err(End::Broken),
-        Ok(_) => parsed.map_err(|err| End::Close(frame_error(&err))),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -484,10 +466,12 @@ async fn forward(handle: &DocHandle, conn: ConnId, frame: Bytes) -> Result<(), C
     handle.client_messages(conn, messages).await.map_err(|err| err.close())
 }
 
-fn frame_error(err: &websocket::FrameError) -> Close {
+/// The close for bytes that break the protocol; a protocol error names the rule broken.
+fn frame_error(err: FrameError) -> Close {
     match err {
-        websocket::FrameError::TooBig => CLOSE_TOO_BIG,
-        websocket::FrameError::Protocol(_) => CLOSE_PROTOCOL,
+        FrameError::TooBig => CLOSE_TOO_BIG,
+        FrameError::CloseReasonNotUtf8 => CLOSE_REASON_NOT_UTF8,
+        FrameError::Protocol(rule) => Close { code: 1002, reason: rule },
     }
 }
 

@@ -584,6 +584,27 @@ impl Client {
     }
 }
 
+/// A document with a bystander who has typed "intact", on a server with a config tweak.
+pub async fn setup(tweak: impl FnOnce(&mut Config)) -> (TestApp, String, Client) {
+    let app = TestApp::spawn_with(Backend::Sqlite, tweak).await;
+    let id = app.create_doc("target").await;
+    let mut bystander = app.client(&id).await;
+    bystander.synced().await;
+    bystander.append("intact").await;
+    bystander.settled().await;
+    (app, id, bystander)
+}
+
+/// The bystander can still edit, and the document holds exactly what it should.
+pub async fn still_serving(app: &TestApp, id: &str, mut bystander: Client) {
+    bystander.append(" and alive").await;
+    bystander.settled().await;
+    let mut fresh = app.client(id).await;
+    fresh.synced().await;
+    assert_eq!(fresh.text(), "intact and alive");
+    assert_eq!(app.text(id).await, "intact and alive");
+}
+
 /// A raw WebSocket to `/ws/{id}`, for feeding garbage.
 pub async fn raw_socket(app: &TestApp, id: &str) -> Socket {
     tokio_tungstenite::connect_async(app.ws_url(id)).await.expect("websocket connect").0

@@ -3,9 +3,11 @@
 //! when `TEST_POSTGRES_URL` is set.
 
 mod helpers;
+mod wire;
 
 mod access;
 mod awareness;
+mod convergence;
 mod crash;
 mod docs;
 mod edge;
@@ -17,6 +19,7 @@ mod limits;
 mod metrics;
 mod operations;
 mod proxy;
+mod rfc6455;
 mod storage;
 mod sync;
 mod tls;

@@ -1,0 +1,99 @@
+//! What yrs must not be handed: client bytes that decode, but that yrs (0.28) cannot take
+//! safely. Each check was found by fuzzing (`fuzz/`, target `messages`), each costs far less
+//! than applying the update, and each refuses only input that no Yjs encoder writes.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use yrs::Update;
+use yrs::block::ItemContent;
+use yrs::block::{BLOCK_GC_REF_NUMBER, BLOCK_SKIP_REF_NUMBER, HAS_ORIGIN, HAS_PARENT_SUB, HAS_RIGHT_ORIGIN};
+use yrs::encoding::read::{Cursor, Error, Read};
+use yrs::updates::decoder::{Decode, Decoder, DecoderV1};
+use yrs::updates::encoder::Encode;
+
+/// The fewest bytes one entry takes: a state vector's (client, clock), an awareness
+/// update's (client, clock, state), an update's (block count, client, clock): a varint each.
+pub const SV_ENTRY_BYTES: usize = 2;
+pub const AWARENESS_ENTRY_BYTES: usize = 3;
+pub const UPDATE_CLIENT_BYTES: usize = 3;
+
+/// Whether the count these bytes start with (a varint) leaves room for that many entries of
+/// at least `entry_bytes` each. yrs reserves room for the declared count before it reads a
+/// single entry, so without this check a dozen bytes could make it reserve gigabytes (a
+/// 13-byte step 1 did). An input that fails it would fail to decode anyway.
+pub fn count_fits(bytes: &[u8], entry_bytes: usize) -> bool {
+    let mut cursor = Cursor::new(bytes);
+    let Ok(count) = cursor.read_var::<u64>() else {
+        return true; // the decoder reports the broken varint itself
+    };
+    let room = (bytes.len() - cursor.next) / entry_bytes;
+    count <= room as u64
+}
+
+/// Whether every block of a v1 update ends at a clock that fits in 32 bits. yrs adds block
+/// lengths to clocks unchecked, so in a release build a long block wraps the clock around
+/// and the blocks after it overlap those before; applying them made yrs read freed memory.
+/// Walks the update as `Update::decode` does, with checked additions. An update that does
+/// not decode passes: the decoder refuses it next.
+pub fn clocks_fit(bytes: &[u8]) -> bool {
+    catch_unwind(AssertUnwindSafe(|| walk_clocks(bytes).unwrap_or(true))).unwrap_or(true)
+}
+
+fn walk_clocks(bytes: &[u8]) -> Result<bool, Error> {
+    let mut decoder = DecoderV1::new(Cursor::new(bytes));
+    let clients: u32 = decoder.read_var()?;
+    for _ in 0..clients {
+        let blocks: u32 = decoder.read_var()?;
+        decoder.read_client()?;
+        let mut clock: u32 = decoder.read_var()?;
+        for _ in 0..blocks {
+            let Some(next) = clock.checked_add(block_len(&mut decoder)?) else {
+                return Ok(false);
+            };
+            clock = next;
+        }
+    }
+    Ok(true)
+}
+
+/// Reads one block (as `Update::decode_block` does) and returns the clocks it takes.
+fn block_len(decoder: &mut DecoderV1) -> Result<u32, Error> {
+    let info = decoder.read_info()?;
+    match info {
+        BLOCK_SKIP_REF_NUMBER => decoder.read_var(),
+        BLOCK_GC_REF_NUMBER => decoder.read_len(),
+        info => {
+            if info & HAS_ORIGIN != 0 {
+                decoder.read_left_id()?;
+            }
+            if info & HAS_RIGHT_ORIGIN != 0 {
+                decoder.read_right_id()?;
+            }
+            if info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0 {
+                if decoder.read_parent_info()? {
+                    decoder.read_string()?;
+                } else {
+                    decoder.read_left_id()?;
+                }
+                if info & HAS_PARENT_SUB != 0 {
+                    decoder.read_string()?;
+                }
+            }
+            Ok(ItemContent::decode(decoder, info)?.len_utf16())
+        }
+    }
+}
+
+/// Whether yrs reads back what it writes of this update, and writes that again the same.
+/// Some hostile content decodes, but encodes into bytes that yrs cannot read, or reads as
+/// something else (two 34-byte updates did). Applied, such an update poisons the document:
+/// every later encoding of its state (a step 2, a snapshot) fails or panics inside yrs, and
+/// since the update is stored, again after every reload. The check costs two encodings and
+/// a decoding (about a microsecond for a keystroke).
+pub fn survives_reencoding(update: &Update) -> bool {
+    catch_unwind(AssertUnwindSafe(|| {
+        let once = update.encode_v1();
+        Update::decode_v1(&once).is_ok_and(|again| again.encode_v1() == once)
+    }))
+    .unwrap_or(false)
+}
