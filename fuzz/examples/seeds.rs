@@ -133,27 +133,48 @@ fn message_frames() -> Vec<(&'static str, Vec<u8>)> {
         ("step1-empty", sync(SyncMessage::SyncStep1(StateVector::default()))),
         ("step1", sync(SyncMessage::SyncStep1(sv))),
         ("step2-full", sync(SyncMessage::SyncStep2(full.clone()))),
-        ("updates", [sync(SyncMessage::Update(first.clone())), sync(SyncMessage::Update(second.clone()))].concat()),
-        ("update-out-of-order", [sync(SyncMessage::Update(second)), sync(SyncMessage::Update(first))].concat()),
+        (
+            "updates",
+            [sync(SyncMessage::Update(first.clone())), sync(SyncMessage::Update(second.clone()))].concat(),
+        ),
+        (
+            "update-out-of-order",
+            [sync(SyncMessage::Update(second)), sync(SyncMessage::Update(first))].concat(),
+        ),
         ("awareness", [announce.clone(), leave].concat()),
         (
             "everything",
-            [sync(SyncMessage::SyncStep1(StateVector::default())), sync(SyncMessage::SyncStep2(full)), announce, vec![3]]
-                .concat(),
+            [
+                sync(SyncMessage::SyncStep1(StateVector::default())),
+                sync(SyncMessage::SyncStep2(full)),
+                announce,
+                vec![3],
+            ]
+            .concat(),
         ),
         ("unknown-type", vec![42, 1, 2, 3]),
     ]
 }
 
 fn requests() -> Vec<(&'static str, String)> {
-    let request = |lines: &[&str]| format!("GET /ws/0b5fbc04-7d4e-4c1e-9e8f-1d2c3b4a5f60 HTTP/1.1\r\n{}\r\n", lines.concat());
+    let request = |lines: &[&str]| {
+        format!("GET /ws/0b5fbc04-7d4e-4c1e-9e8f-1d2c3b4a5f60 HTTP/1.1\r\n{}\r\n", lines.concat())
+    };
     let host = "Host: 127.0.0.1:8080\r\n";
     let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
     let version = "Sec-WebSocket-Version: 13\r\n";
     let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     vec![
         ("valid", request(&[host, upgrade, version, key])),
-        ("browser", request(&[host, "Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nOrigin: http://127.0.0.1:8080\r\nSec-WebSocket-Extensions: permessage-deflate\r\n", version, key])),
+        (
+            "browser",
+            request(&[
+                host,
+                "Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\nOrigin: http://127.0.0.1:8080\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
+                version,
+                key,
+            ]),
+        ),
         ("no-host", request(&[upgrade, version, key])),
         ("two-keys", request(&[host, upgrade, version, key, key])),
         ("version-8", request(&[host, upgrade, "Sec-WebSocket-Version: 8\r\n", key])),
