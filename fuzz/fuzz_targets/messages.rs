@@ -17,6 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use tandem_fuzz::protocol::{self, ClientMessage, IncomingUpdate};
+use tandem_fuzz::untrusted::{Admit, admit};
 use yrs::sync::Awareness;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
@@ -93,7 +94,8 @@ fn apply(awareness: &Awareness, updates: Vec<IncomingUpdate>, log: &mut Vec<Byte
         let mut txn = doc.transact_mut();
         let mut raws = Vec::new();
         for IncomingUpdate { update, raw, .. } in updates {
-            if txn.apply_update(update).is_ok() {
+            // What the actor checks before it applies (src/doc/apply.rs).
+            if admit(&txn, &update) == Admit::Apply && txn.apply_update(update).is_ok() {
                 raws.push(raw);
             }
         }
@@ -116,7 +118,9 @@ fn reload(log: &[Bytes]) -> Doc {
     {
         let mut txn = doc.transact_mut();
         for data in log {
-            if let Ok(update) = Update::decode_v1(data) {
+            if let Ok(update) = Update::decode_v1(data)
+                && admit(&txn, &update) == Admit::Apply
+            {
                 let _ = txn.apply_update(update);
             }
         }

@@ -11,7 +11,7 @@ pub mod handshake;
 #[path = "../../src/doc/protocol.rs"]
 pub mod protocol;
 #[path = "../../src/doc/untrusted.rs"]
-mod untrusted;
+pub mod untrusted;
 #[path = "../../src/http/websocket.rs"]
 pub mod websocket;
 

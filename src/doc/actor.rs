@@ -336,7 +336,13 @@ impl DocActor {
         let applied = apply::apply(self.awareness.doc(), updates).inspect_err(|_| {
             tracing::error!("applying updates panicked; reloading the document");
         })?;
-        self.metrics.updates_applied.inc_by(count - applied.refused.len() as u64);
+        self.metrics.updates_applied.inc_by(count - applied.refused.len() as u64 - applied.held_back);
+        if applied.held_back > 0 {
+            self.metrics
+                .refused_writes
+                .get_or_create(&crate::metrics::ReasonLabel { reason: "overlaps_pending" })
+                .inc_by(applied.held_back);
+        }
         let now = Instant::now();
         for update in applied.log {
             self.persist.push(update, now);
@@ -514,9 +520,12 @@ async fn load(id: DocId, store: &Store) -> Result<Loaded, DocError> {
     {
         let mut txn = doc.transact_mut();
         for (i, data) in stored.snapshot.iter().chain(&stored.updates).enumerate() {
-            let applied = Update::decode_v1(data)
-                .map_err(|e| e.to_string())
-                .and_then(|u| txn.apply_update(u).map_err(|e| e.to_string()));
+            let applied = Update::decode_v1(data).map_err(|e| e.to_string()).and_then(|u| {
+                if super::untrusted::admit(&txn, &u) != super::untrusted::Admit::Apply {
+                    return Err("it skips clocks or overlaps an update waiting for its dependencies".into());
+                }
+                txn.apply_update(u).map_err(|e| e.to_string())
+            });
             if let Err(error) = applied {
                 // Only checked updates are stored; skip a damaged row rather than lose the rest.
                 tracing::error!(entry = i, %error, "skipping a stored update that does not apply");

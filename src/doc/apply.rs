@@ -13,6 +13,7 @@ use yrs::{Doc, ReadTxn, Transact};
 
 use super::handle::ConnId;
 use super::protocol::{self, IncomingUpdate};
+use super::untrusted::{Admit, admit};
 
 /// The key of the update observer that collects a batch's merged update.
 const MERGED_KEY: &str = "merged";
@@ -26,6 +27,8 @@ pub(super) struct Applied {
     pub broadcast: Vec<Bytes>,
     /// Connections whose update did not apply (they are closed with 1007).
     pub refused: Vec<ConnId>,
+    /// Updates held back because they overlap a pending one (see `untrusted::overlaps_pending`).
+    pub held_back: u64,
 }
 
 /// yrs panicked while applying: the document can no longer be trusted in memory.
@@ -47,11 +50,26 @@ pub(super) fn apply(doc: &Doc, mut updates: Vec<(ConnId, IncomingUpdate)>) -> Re
 fn apply_one(doc: &Doc, conn: ConnId, incoming: IncomingUpdate) -> Result<Applied, Panicked> {
     let IncomingUpdate { update, raw, frame } = incoming;
     // yrs may panic on input it failed to reject; then the in-memory document is suspect.
-    let applied = catch_unwind(AssertUnwindSafe(|| doc.transact_mut().apply_update(update)));
+    let applied = catch_unwind(AssertUnwindSafe(|| {
+        let mut txn = doc.transact_mut();
+        let admitted = admit(&txn, &update);
+        if admitted == Admit::Apply {
+            txn.apply_update(update)?;
+        }
+        Ok::<_, yrs::error::UpdateError>(admitted)
+    }));
     match applied {
-        Ok(Ok(())) => {
+        Ok(Ok(Admit::HoldBack)) => {
+            tracing::info!(?conn, "held back an update that overlaps one waiting for its dependencies");
+            Ok(Applied { held_back: 1, ..Applied::default() })
+        }
+        Ok(Ok(Admit::Refuse)) => {
+            tracing::info!(?conn, "refused an update that skips clocks of its client");
+            Ok(Applied { refused: vec![conn], ..Applied::default() })
+        }
+        Ok(Ok(Admit::Apply)) => {
             tracing::trace!(bytes = raw.len(), "applied an update");
-            Ok(Applied { log: vec![raw], broadcast: vec![frame], refused: Vec::new() })
+            Ok(Applied { log: vec![raw], broadcast: vec![frame], ..Applied::default() })
         }
         Ok(Err(err)) => {
             tracing::info!(error = %err, "refused an update that does not apply");
@@ -74,8 +92,25 @@ fn apply_many(doc: &Doc, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<Appli
     let applied = catch_unwind(AssertUnwindSafe(|| {
         let mut txn = doc.transact_mut();
         let mut refused = Vec::new();
+        let mut held_back = 0;
         let mut applied = Vec::with_capacity(updates.len());
         for (conn, IncomingUpdate { update, raw, frame }) in updates {
+            match admit(&txn, &update) {
+                Admit::Apply => {}
+                Admit::HoldBack => {
+                    tracing::info!(
+                        ?conn,
+                        "held back an update that overlaps one waiting for its dependencies"
+                    );
+                    held_back += 1;
+                    continue;
+                }
+                Admit::Refuse => {
+                    tracing::info!(?conn, "refused an update that skips clocks of its client");
+                    refused.push(conn);
+                    continue;
+                }
+            }
             match txn.apply_update(update) {
                 Ok(()) => applied.push((raw, frame)),
                 Err(err) => {
@@ -86,12 +121,12 @@ fn apply_many(doc: &Doc, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<Appli
         }
         // Parts waiting for updates not seen yet are not in the transaction's update.
         let waiting = txn.has_missing_updates();
-        (refused, applied, waiting)
+        (refused, held_back, applied, waiting)
     }));
     let _ = doc.unobserve_update_v1(MERGED_KEY);
-    let (refused, applied, waiting) = applied.map_err(|_| Panicked)?;
+    let (refused, held_back, applied, waiting) = applied.map_err(|_| Panicked)?;
     let merged = merged.lock().ok().and_then(|mut slot| slot.take()).map(Bytes::from);
-    let mut out = Applied { refused, ..Applied::default() };
+    let mut out = Applied { refused, held_back, ..Applied::default() };
     match merged {
         Some(update) if !update.is_empty() && !waiting => {
             tracing::trace!(bytes = update.len(), "applied a batch of updates");
@@ -147,13 +182,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_burst_with_a_missing_dependency_reaches_peers_whole() {
+    /// Bob's edit, made after he received Ada's: it depends on hers.
+    fn dependent_pair() -> (Vec<u8>, Vec<u8>) {
         let ada = Doc::with_client_id(1);
         let first = edit(&ada, 0, "abc");
-        let second = edit(&ada, 3, "def"); // depends on `first`
         let bob = Doc::with_client_id(2);
-        let unrelated = edit(&bob, 0, "xyz");
+        bob.transact_mut().apply_update(Update::decode_v1(&first).unwrap()).unwrap();
+        (first, edit(&bob, 3, "def"))
+    }
+
+    #[test]
+    fn a_burst_with_a_missing_dependency_reaches_peers_whole() {
+        let (first, second) = dependent_pair();
+        let carol = Doc::with_client_id(3);
+        let unrelated = edit(&carol, 0, "xyz");
 
         let server = Doc::new();
         let peer = Doc::new();
@@ -176,10 +218,11 @@ mod tests {
 
     #[test]
     fn a_burst_with_nothing_to_integrate_is_still_passed_on() {
-        let ada = Doc::with_client_id(1);
-        let first = edit(&ada, 0, "abc");
-        let second = edit(&ada, 3, "def");
-        let third = edit(&ada, 6, "ghi");
+        let (first, second) = dependent_pair();
+        let carol = Doc::with_client_id(3);
+        carol.transact_mut().apply_update(Update::decode_v1(&first).unwrap()).unwrap();
+        carol.transact_mut().apply_update(Update::decode_v1(&second).unwrap()).unwrap();
+        let third = edit(&carol, 6, "ghi");
         let server = Doc::new();
         let peer = Doc::new();
         // Both wait for `first`: no merged update comes out of this transaction.
@@ -189,6 +232,59 @@ mod tests {
         receive(&peer, &apply(&server, vec![incoming(&first)]).unwrap().broadcast);
         assert_eq!(text(&server), "abcdefghi");
         assert_eq!(text(&peer), "abcdefghi");
+    }
+
+    /// Found by fuzzing: two 34-byte updates of one client, the first at clock 8 with nothing
+    /// before it, the second from clock 0 with other content. yrs took the first without
+    /// setting it aside, then read freed memory when the second came.
+    const SKIPPED_CLOCKS: &[u8] = include_bytes!("../../fuzz/known-crashes/messages-use-after-free-minimal");
+
+    #[test]
+    fn an_update_that_skips_its_clients_clocks_is_refused() {
+        // The file is a fuzz input: a mode byte, then one frame with both updates.
+        let updates: Vec<IncomingUpdate> = decode_frame(&Bytes::copy_from_slice(&SKIPPED_CLOCKS[1..]))
+            .unwrap()
+            .into_iter()
+            .map(|m| match m {
+                ClientMessage::Update(update) => update,
+                other => panic!("not an update: {other:?}"),
+            })
+            .collect();
+        assert_eq!(updates.len(), 2);
+        let fresh = || updates.iter().map(|u| incoming(&u.raw));
+        for together in [false, true] {
+            let server = Doc::new();
+            let refused: usize = if together {
+                apply(&server, fresh().collect()).unwrap().refused.len()
+            } else {
+                fresh().map(|u| apply(&server, vec![u]).unwrap().refused.len()).sum()
+            };
+            assert_eq!(refused, 1, "together: {together}");
+            // The second, whole from clock 0, went in.
+            assert_eq!(server.transact().state_vector().iter().map(|(_, c)| *c).max(), Some(11));
+            let state = server.transact().encode_state_as_update_v1(&StateVector::default());
+            Doc::new().transact_mut().apply_update(Update::decode_v1(&state).unwrap()).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_update_overlapping_a_pending_one_is_held_back() {
+        let ada = Doc::with_client_id(1);
+        let first = edit(&ada, 0, "abc");
+        let bob = Doc::with_client_id(2);
+        bob.transact_mut().apply_update(Update::decode_v1(&first).unwrap()).unwrap();
+        let waiting = edit(&bob, 3, "def"); // waits for Ada's `first`
+        let server = Doc::new();
+        assert_eq!(apply(&server, vec![incoming(&waiting)]).unwrap().held_back, 0);
+        assert!(server.transact().has_missing_updates());
+        // The same clocks of Bob's again, with other content: held back.
+        let eve = Doc::with_client_id(2);
+        eve.transact_mut().apply_update(Update::decode_v1(&first).unwrap()).unwrap();
+        let forged = edit(&eve, 3, "XYZ");
+        assert_eq!(apply(&server, vec![incoming(&forged)]).unwrap().held_back, 1);
+        // Ada's update arrives: Bob's waiting one goes in with it.
+        apply(&server, vec![incoming(&first)]).unwrap();
+        assert_eq!(text(&server), "abcdef");
     }
 
     #[test]

@@ -7,9 +7,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::handshake::{self, HandshakeError};
 use super::limits::Refusal;
 use crate::auth::{Denied, TokenError};
-use super::handshake::{self, HandshakeError};
 use crate::doc::DocError;
 use crate::model::{InvalidCursor, InvalidDocId, InvalidTitle};
 use crate::store::StoreError;

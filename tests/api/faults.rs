@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use yrs::sync::{Message, SyncMessage};
+use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, Text, Transact};
 
@@ -106,12 +107,14 @@ async fn a_burst_missing_a_dependency_reaches_every_peer_without_a_reconnect() {
     let mut peer = app.client(&id).await;
     sender.synced().await;
     peer.synced().await;
-    // Made elsewhere: a dependent pair from Ada, an unrelated edit from Bob.
+    // Made elsewhere: Ada's edit, Bob's that depends on it, and Carol's unrelated one.
     let ada = Doc::new();
     let first = edit(&ada, 0, "abc");
-    let second = edit(&ada, 3, "def");
     let bob = Doc::new();
-    let unrelated = edit(&bob, 0, "xyz");
+    bob.transact_mut().apply_update(yrs::Update::decode_v1(&first).unwrap()).unwrap();
+    let second = edit(&bob, 3, "def");
+    let carol = Doc::new();
+    let unrelated = edit(&carol, 0, "xyz");
     sender.send_raw(two_updates_in_one_frame(&second, &unrelated)).await;
     sender.send_message(Message::Sync(SyncMessage::Update(first))).await;
     // Both ends hold all nine characters, the peer without reconnecting.
