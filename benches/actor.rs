@@ -98,7 +98,7 @@ fn actor_benches(c: &mut Criterion) {
     // What a connection hands the actor: each update as a checked message.
     let frames: Vec<Bytes> = updates.iter().map(|update| encode_update(update)).collect();
     let decode = || -> Vec<ClientMessage> {
-        frames.iter().flat_map(|frame| decode_frame(frame).expect("valid message")).collect()
+        frames.iter().flat_map(|frame| decode_frame(frame, usize::MAX).expect("valid message")).collect()
     };
     let mut backends = vec![Backend::Sqlite];
     match std::env::var("TANDEM_BENCH_PG").or_else(|_| std::env::var("TEST_POSTGRES_URL")) {

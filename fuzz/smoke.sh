@@ -16,10 +16,6 @@ for target in $(cargo fuzz list); do
   if [ "$target" = messages ]; then
     # yrs leaks what a transaction held when it panics; the server catches those panics.
     flags+=(-detect_leaks=0)
-    # Replayed (every corpus input, the fixed crashes among them), not mutated: mutation
-    # finds the open use-after-free in yrs (README.md, finding 5) within seconds. Drop this
-    # line once that is fixed.
-    flags+=(-runs=0)
   fi
   # New inputs go to a scratch folder, not into the committed corpus.
   scratch=$(mktemp -d)

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::doc::{DocSettings, Registry};
-use crate::http::{self, AppState, EdgeSettings, LimitSettings, Limits, Origins, Tls};
+use crate::http::{self, AppState, EdgeSettings, LimitSettings, Limits, Origins, SocketSettings, Tls};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -40,6 +40,7 @@ pub async fn run(
     let store = connect_store(&config).await?;
     let registry = Registry::new(store.clone(), DocSettings::from(&config), metrics.clone());
     let connections = TaskTracker::new();
+    let sockets = Arc::new(socket_settings(&config, &metrics));
     let state = AppState {
         store: store.clone(),
         registry: registry.clone(),
@@ -47,6 +48,7 @@ pub async fn run(
         auth: auth.clone(),
         origins: Arc::new(origins),
         limits: Arc::clone(&limits),
+        sockets,
         metrics,
         connections: connections.clone(),
     };
@@ -121,6 +123,18 @@ async fn connect_store(config: &Config) -> anyhow::Result<Store> {
             }
             Err(err) => return Err(err).with_context(|| format!("opening the database {shown}")),
         }
+    }
+}
+
+/// What every WebSocket connection is held to.
+fn socket_settings(config: &Config, metrics: &Metrics) -> SocketSettings {
+    SocketSettings {
+        max_message: config.max_message_bytes,
+        messages_per_sec: config.max_messages_per_sec,
+        messages_per_frame: config.max_messages_per_frame.max(1),
+        frame_timeout: config.frame_timeout(),
+        client_queue: config.client_queue,
+        metrics: metrics.clone(),
     }
 }
 

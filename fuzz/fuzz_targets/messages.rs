@@ -46,7 +46,7 @@ fn run(data: &[u8]) {
     let Some((&mode, frame)) = data.split_first() else {
         return;
     };
-    let Ok(messages) = protocol::decode_frame(&Bytes::copy_from_slice(frame)) else {
+    let Ok(messages) = protocol::decode_frame(&Bytes::copy_from_slice(frame), 16) else {
         return;
     };
     let mut awareness = Awareness::new(Doc::new());

@@ -291,6 +291,8 @@ impl DocActor {
                 }
             }
             DocMsg::Close { respond_to } => return Ok(Some(Exit::Deleted(respond_to))),
+            #[cfg(test)]
+            DocMsg::Fail => return Err(Panicked),
         }
         Ok(None)
     }
@@ -551,6 +553,8 @@ async fn refuse_all(inbox: &mut mpsc::Receiver<DocMsg>, err: &DocError) {
                 let _ = respond_to.send(());
             }
             DocMsg::Client { .. } | DocMsg::Disconnect { .. } | DocMsg::Text { .. } => {}
+            #[cfg(test)]
+            DocMsg::Fail => {}
         }
     }
 }

@@ -162,7 +162,7 @@ mod tests {
     }
 
     fn incoming(update: &[u8]) -> (ConnId, IncomingUpdate) {
-        match decode_frame(&protocol::encode_update(update)).unwrap().pop() {
+        match decode_frame(&protocol::encode_update(update), usize::MAX).unwrap().pop() {
             Some(ClientMessage::Update(incoming)) => (ConnId::next(), incoming),
             other => panic!("not an update: {other:?}"),
         }
@@ -175,7 +175,7 @@ mod tests {
     /// What a peer does with the frames it receives.
     fn receive(peer: &Doc, frames: &[Bytes]) {
         for frame in frames {
-            let Some(ClientMessage::Update(update)) = decode_frame(frame).unwrap().pop() else {
+            let Some(ClientMessage::Update(update)) = decode_frame(frame, usize::MAX).unwrap().pop() else {
                 panic!("not an update")
             };
             peer.transact_mut().apply_update(update.update).unwrap();
@@ -242,14 +242,15 @@ mod tests {
     #[test]
     fn an_update_that_skips_its_clients_clocks_is_refused() {
         // The file is a fuzz input: a mode byte, then one frame with both updates.
-        let updates: Vec<IncomingUpdate> = decode_frame(&Bytes::copy_from_slice(&SKIPPED_CLOCKS[1..]))
-            .unwrap()
-            .into_iter()
-            .map(|m| match m {
-                ClientMessage::Update(update) => update,
-                other => panic!("not an update: {other:?}"),
-            })
-            .collect();
+        let updates: Vec<IncomingUpdate> =
+            decode_frame(&Bytes::copy_from_slice(&SKIPPED_CLOCKS[1..]), usize::MAX)
+                .unwrap()
+                .into_iter()
+                .map(|m| match m {
+                    ClientMessage::Update(update) => update,
+                    other => panic!("not an update: {other:?}"),
+                })
+                .collect();
         assert_eq!(updates.len(), 2);
         let fresh = || updates.iter().map(|u| incoming(&u.raw));
         for together in [false, true] {

@@ -121,6 +121,9 @@ pub(super) enum DocMsg {
     Flush { respond_to: oneshot::Sender<Result<(), DocError>> },
     /// The document is being deleted: end every connection and stop without saving.
     Close { respond_to: oneshot::Sender<()> },
+    /// Tests: the actor fails as when yrs panics (it saves what it holds and stops).
+    #[cfg(test)]
+    Fail,
 }
 
 /// A handle to a running document actor. Cloning is cheap (a channel sender).
@@ -195,6 +198,11 @@ impl DocHandle {
 
     pub async fn flush(&self) -> Result<(), DocError> {
         self.ask(|respond_to| DocMsg::Flush { respond_to }).await?
+    }
+
+    #[cfg(test)]
+    pub(super) async fn fail(&self) {
+        let _ = self.send(DocMsg::Fail).await;
     }
 
     pub(super) async fn close(&self) {

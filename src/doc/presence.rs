@@ -196,7 +196,7 @@ mod tests {
         let Heard::Changed(frame) = presence.apply(&mut awareness, eve, both, |_| false) else {
             panic!("not applied")
         };
-        let passed_on = crate::doc::protocol::decode_frame(&frame).unwrap();
+        let passed_on = crate::doc::protocol::decode_frame(&frame, usize::MAX).unwrap();
         let [crate::doc::protocol::ClientMessage::Awareness(sent)] = passed_on.as_slice() else { panic!() };
         assert_eq!(sent.update.clients.keys().copied().collect::<Vec<_>>(), [ClientID::new(2)]);
         assert_eq!(name_of(&awareness, 1).as_deref(), Some("\"Ada\""));

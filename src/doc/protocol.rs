@@ -74,6 +74,8 @@ pub enum ProtocolError {
     BadAwarenessJson,
     #[error("awareness state over {MAX_AWARENESS_STATE_BYTES} bytes")]
     AwarenessTooBig,
+    #[error("more than {0} messages in one frame")]
+    TooMany(usize),
 }
 
 /// Reads every message of one incoming binary frame.
@@ -82,13 +84,20 @@ pub enum ProtocolError {
 /// as the reference server does. An auth message from a client means nothing to a server
 /// and is skipped the same way. Empty updates (a client's step 2 when it has nothing new)
 /// are dropped here: they change nothing and need neither storing nor broadcasting.
-pub fn decode_frame(frame: &Bytes) -> Result<Vec<ClientMessage>, ProtocolError> {
+///
+/// A frame of more than `max_messages` messages is refused as soon as the next one starts
+/// (the stock client sends one per frame): one frame must not make the server decode, and
+/// hand the actor, millions of one-byte messages.
+pub fn decode_frame(frame: &Bytes, max_messages: usize) -> Result<Vec<ClientMessage>, ProtocolError> {
     if frame.is_empty() {
         return Err(ProtocolError::Empty);
     }
     let mut messages = Vec::with_capacity(1);
     let mut cursor = Cursor::new(frame);
     while cursor.has_content() {
+        if messages.len() >= max_messages {
+            return Err(ProtocolError::TooMany(max_messages));
+        }
         let start = cursor.next;
         let kind: u32 = cursor.read_var().map_err(malformed)?;
         match kind as u8 {
@@ -234,7 +243,7 @@ mod tests {
     fn an_update_message_is_forwarded_as_the_bytes_that_arrived() {
         let update = edit(&Doc::new(), "hi");
         let frame = update_message(&update);
-        let messages = decode_frame(&frame).unwrap();
+        let messages = decode_frame(&frame, usize::MAX).unwrap();
         let [ClientMessage::Update(incoming)] = messages.as_slice() else { panic!("{messages:?}") };
         assert_eq!(incoming.frame, frame);
         assert_eq!(incoming.raw.as_ref(), update.as_slice());
@@ -245,7 +254,7 @@ mod tests {
     fn a_step2_is_broadcast_as_an_update() {
         let update = edit(&Doc::new(), "hi");
         let frame = encode_step2(update.clone());
-        let messages = decode_frame(&frame).unwrap();
+        let messages = decode_frame(&frame, usize::MAX).unwrap();
         let [ClientMessage::Update(incoming)] = messages.as_slice() else { panic!("{messages:?}") };
         assert_eq!(incoming.frame, encode_update(&update));
     }
@@ -256,7 +265,7 @@ mod tests {
         let mut frame = encode_step1(&doc.transact().state_vector()).to_vec();
         frame.extend_from_slice(&update_message(&edit(&doc, "a")));
         frame.push(MSG_QUERY_AWARENESS);
-        let messages = decode_frame(&Bytes::from(frame)).unwrap();
+        let messages = decode_frame(&Bytes::from(frame), usize::MAX).unwrap();
         assert!(matches!(
             messages.as_slice(),
             [ClientMessage::SyncStep1(_), ClientMessage::Update(_), ClientMessage::QueryAwareness]
@@ -266,16 +275,16 @@ mod tests {
     #[test]
     fn empty_updates_are_dropped() {
         let empty = Doc::new().transact().encode_state_as_update_v1(&StateVector::default());
-        assert!(decode_frame(&encode_step2(empty)).unwrap().is_empty());
+        assert!(decode_frame(&encode_step2(empty), usize::MAX).unwrap().is_empty());
     }
 
     #[test]
     fn unknown_message_types_are_skipped_with_the_rest_of_the_frame() {
-        let messages = decode_frame(&Bytes::from_static(&[9, 1, 2, 3])).unwrap();
+        let messages = decode_frame(&Bytes::from_static(&[9, 1, 2, 3]), usize::MAX).unwrap();
         assert!(messages.is_empty());
         let mut frame = vec![MSG_QUERY_AWARENESS];
         frame.extend_from_slice(&[200, 1, 0xff]); // varint 200 is two bytes: 200, 1
-        assert_eq!(decode_frame(&Bytes::from(frame)).unwrap().len(), 1);
+        assert_eq!(decode_frame(&Bytes::from(frame), usize::MAX).unwrap().len(), 1);
     }
 
     #[test]
@@ -299,7 +308,7 @@ mod tests {
             }),
         ];
         for (name, frame) in cases {
-            assert!(decode_frame(&Bytes::from(frame)).is_err(), "{name} was accepted");
+            assert!(decode_frame(&Bytes::from(frame), usize::MAX).is_err(), "{name} was accepted");
         }
     }
 
@@ -316,13 +325,13 @@ mod tests {
             (awareness, ProtocolError::Malformed("more awareness states than its bytes hold".into())),
             (update, ProtocolError::BadUpdate("more clients than its bytes hold".into())),
         ] {
-            assert_eq!(decode_frame(&Bytes::from(frame)).unwrap_err(), expected);
+            assert_eq!(decode_frame(&Bytes::from(frame), usize::MAX).unwrap_err(), expected);
         }
         // The check counts the fewest bytes an entry can take: a real one passes it.
         let mut sv = StateVector::default();
         sv.set_max(yrs::block::ClientID::new(1), 1);
         assert!(matches!(
-            decode_frame(&encode_step1(&sv)).unwrap().as_slice(),
+            decode_frame(&encode_step1(&sv), usize::MAX).unwrap().as_slice(),
             [ClientMessage::SyncStep1(_)]
         ));
     }
@@ -345,8 +354,8 @@ mod tests {
         let refused = ProtocolError::BadUpdate("yrs cannot read the update back once encoded".into());
         for poison in [unreadable, unstable] {
             assert!(Update::decode_v1(poison).is_ok(), "yrs reads it");
-            assert_eq!(decode_frame(&update_message(poison)).unwrap_err(), refused);
-            assert_eq!(decode_frame(&encode_step2(poison.to_vec())).unwrap_err(), refused);
+            assert_eq!(decode_frame(&update_message(poison), usize::MAX).unwrap_err(), refused);
+            assert_eq!(decode_frame(&encode_step2(poison.to_vec()), usize::MAX).unwrap_err(), refused);
         }
         // Real updates pass.
         let doc = Doc::new();
@@ -355,7 +364,7 @@ mod tests {
         let before = doc.transact().state_vector();
         text.remove_range(&mut doc.transact_mut(), 1, 2);
         let delete = doc.transact().encode_state_as_update_v1(&before);
-        assert_eq!(decode_frame(&update_message(&delete)).unwrap().len(), 1);
+        assert_eq!(decode_frame(&update_message(&delete), usize::MAX).unwrap().len(), 1);
     }
 
     #[test]
@@ -375,12 +384,12 @@ mod tests {
         let u32_max: &[u8] = &[0xFF, 0xFF, 0xFF, 0xFF, 0x0F];
         let refused = ProtocolError::BadUpdate("clocks past 2^32".into());
         let wrapping = deleted(&[u32_max, &[2]]);
-        assert_eq!(decode_frame(&update_message(&wrapping)).unwrap_err(), refused);
+        assert_eq!(decode_frame(&update_message(&wrapping), usize::MAX).unwrap_err(), refused);
         let wrapping = deleted(&[&[2], u32_max]);
-        assert_eq!(decode_frame(&update_message(&wrapping)).unwrap_err(), refused);
+        assert_eq!(decode_frame(&update_message(&wrapping), usize::MAX).unwrap_err(), refused);
         // Up to u32::MAX exactly, the clocks fit.
-        assert!(decode_frame(&update_message(&deleted(&[u32_max]))).is_ok());
-        assert!(decode_frame(&update_message(&deleted(&[&[2], &[3]]))).is_ok());
+        assert!(decode_frame(&update_message(&deleted(&[u32_max])), usize::MAX).is_ok());
+        assert!(decode_frame(&update_message(&deleted(&[&[2], &[3]])), usize::MAX).is_ok());
     }
 
     #[test]
@@ -390,11 +399,11 @@ mod tests {
         edit(&server, "from server");
         let client = Doc::new();
         let step1 = encode_step1(&client.transact().state_vector());
-        let Some(ClientMessage::SyncStep1(sv)) = decode_frame(&step1).unwrap().pop() else {
+        let Some(ClientMessage::SyncStep1(sv)) = decode_frame(&step1, usize::MAX).unwrap().pop() else {
             panic!("not a step 1")
         };
         let reply = encode_step2(server.transact().encode_state_as_update_v1(&sv));
-        let Some(ClientMessage::Update(incoming)) = decode_frame(&reply).unwrap().pop() else {
+        let Some(ClientMessage::Update(incoming)) = decode_frame(&reply, usize::MAX).unwrap().pop() else {
             panic!("not an update")
         };
         client.transact_mut().apply_update(incoming.update).unwrap();

@@ -86,6 +86,11 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
+        // The rest of a body too large, or too slow, is not read: the connection cannot
+        // carry another request, and a client must not send one on it.
+        if matches!(self.status(), StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

@@ -32,6 +32,7 @@ pub use error::ApiError;
 pub use limits::{LimitSettings, Limits, default_max_connections};
 pub use listener::{EdgeSettings, serve};
 pub use tls::Tls;
+pub use ws::SocketSettings;
 
 use crate::auth::Verifier;
 use crate::config::Config;
@@ -58,6 +59,8 @@ pub struct AppState {
     /// Connection counts and caps.
     pub limits: Arc<Limits>,
     pub metrics: Metrics,
+    /// What every WebSocket connection is held to.
+    pub sockets: Arc<SocketSettings>,
     /// Every WebSocket connection's task, so shutdown can let them send their close frames.
     pub connections: TaskTracker,
 }

@@ -106,6 +106,11 @@ impl FrameReader {
         Self { max_message, partial: Vec::new(), message: Vec::new(), in_message: None, ended: false }
     }
 
+    /// True while a frame, or a fragmented message, has started and not ended.
+    pub fn mid_frame(&self) -> bool {
+        !self.partial.is_empty() || self.in_message.is_some()
+    }
+
     /// Bytes held for frames or messages not complete yet.
     #[cfg(any(test, fuzzing))]
     pub fn buffered(&self) -> usize {

@@ -68,15 +68,6 @@ async fn a_frame_over_the_size_limit_closes_with_1009() {
     still_serving(&app, &id, bystander).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_messages_closes_with_1008() {
-    let (app, id, bystander) = setup(|c| c.max_messages_per_sec = 100).await;
-    // Query-awareness messages: valid, cheap, and far more than 5 s of 100 per second.
-    let flood = (0..5000).map(|_| WsMessage::binary(vec![3u8])).collect();
-    closed_with(&app, &id, flood, 1008).await;
-    still_serving(&app, &id, bystander).await;
-}
-
 /// An awareness message whose entries are `(client id, clock, JSON state)`.
 fn awareness_message(entries: &[(u64, u32, String)]) -> Vec<u8> {
     use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};

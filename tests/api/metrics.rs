@@ -33,6 +33,10 @@ async fn metrics_follow_connections_documents_and_updates() {
     b.wait_for_text("01234").await;
     let during = scrape(&app).await;
     assert_eq!(sample(&during, "tandem_documents_open"), Some(1.0), "{during}");
+    assert_eq!(sample(&during, "tandem_connections"), Some(2.0), "{during}");
+    assert_eq!(sample(&during, "tandem_websocket_connects_total"), Some(2.0), "{during}");
+    assert!(sample(&during, "tandem_received_bytes_total").unwrap() > 0.0, "{during}");
+    assert!(sample(&during, "tandem_frames_sent_total").unwrap() >= 4.0, "{during}");
     assert!(sample(&during, "tandem_updates_applied_total").unwrap() >= 5.0, "{during}");
     assert!(sample(&during, r#"tandem_http_requests_total{status="201"}"#).unwrap() >= 1.0, "{during}");
     assert!(sample(&during, r#"tandem_http_requests_total{status="101"}"#).unwrap() >= 2.0, "{during}");
@@ -49,6 +53,18 @@ async fn metrics_follow_connections_documents_and_updates() {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no write was counted:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A client leaving is counted by its close code (none: the socket just went).
+    drop(a);
+    let deadline = tokio::time::Instant::now() + crate::helpers::PATIENCE;
+    loop {
+        let text = scrape(&app).await;
+        if sample(&text, "tandem_connections") == Some(1.0) {
+            assert_eq!(sample(&text, r#"tandem_websocket_closes_total{code="0"}"#), Some(1.0), "{text}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the departure was not counted:\n{text}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     // The editor's page is not what a scraper gets any more.

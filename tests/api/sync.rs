@@ -138,12 +138,15 @@ async fn bursts_of_updates_converge_and_persist(backend: Backend) {
     b.synced().await;
     for round in 0..3 {
         for (client, letter) in [(&mut a, 'a'), (&mut b, 'b')] {
-            let mut frame = Vec::new();
-            for i in 0..100 {
-                let update = client.edit_offline(0, &format!("{letter}{round}.{i};"));
-                frame.extend(Message::Sync(SyncMessage::Update(update)).encode_v1());
+            // Sixteen messages to a frame, the most the server takes.
+            for first in (0..100).step_by(16) {
+                let mut frame = Vec::new();
+                for i in first..(first + 16).min(100) {
+                    let update = client.edit_offline(0, &format!("{letter}{round}.{i};"));
+                    frame.extend(Message::Sync(SyncMessage::Update(update)).encode_v1());
+                }
+                client.send_raw(frame).await;
             }
-            client.send_raw(frame).await;
         }
     }
     let expected_len: usize =

@@ -70,6 +70,11 @@ impl RawSocket {
         self.tcp.write_all(bytes).await.unwrap();
     }
 
+    /// Sends, or says the server has closed the connection.
+    pub async fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.tcp.write_all(bytes).await.is_ok()
+    }
+
     /// Reads server frames until a close frame; its code (panics on an empty close).
     pub async fn close_code(&mut self) -> u16 {
         let payload = self.close_payload().await;
