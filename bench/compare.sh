@@ -180,8 +180,8 @@ one_case() { # name case run scenario args...
 # Replay the trace, then restart on the same data and time a new client's full sync of that document.
 replay_and_cold() { # name run
   local name=$1 run=$2 line doc
-  # tandem closes a connection that sends over 1,000 messages a second (TANDEM_MAX_MESSAGES_PER_SEC, 1008 "slow
-  # down"); a replay of 260k edits as fast as the server takes them is exactly that, so lift the limit here.
+  # tandem reads no more than 1,000 messages a second from one connection (TANDEM_MAX_MESSAGES_PER_SEC); a replay
+  # of 260k edits as fast as the server takes them is a bot that wants more, so lift the limit here.
   TANDEM_ENV="TANDEM_LOG=warn TANDEM_MAX_MESSAGES_PER_SEC=0"
   start_server "$name" || { TANDEM_ENV="TANDEM_LOG=warn"; return 0; }
   line=$(bench "$name" replay "$run" replay --window 256 --timeout "$REPLAY_TIMEOUT" --cache "$SCRATCH/cache" "$TRACE")
