@@ -52,6 +52,15 @@ fn browser_end_to_end() {
     let screenshots = target.join("e2e");
     let work = tmp.join(format!("browser-e2e-{}", std::process::id()));
 
+    // A self-signed certificate for the scenario served over TLS; the runner's own requests
+    // trust it, the browser is told to accept it.
+    let tls = tmp.join(format!("browser-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&tls).expect("a folder for the certificate");
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).expect("a certificate");
+    let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("write the key");
+
     let started = Instant::now();
     let output = Command::new(node)
         .arg(web.join("e2e").join("run.mjs"))
@@ -63,6 +72,11 @@ fn browser_end_to_end() {
         .arg(&screenshots)
         .arg("--chromium")
         .arg(&chromium)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("NODE_EXTRA_CA_CERTS", &cert)
         .current_dir(root)
         .output()
         .expect("node starts");
@@ -75,6 +89,7 @@ fn browser_end_to_end() {
         work.join("server.log").display()
     );
     let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&tls);
     let summary = stdout.lines().last().unwrap_or("");
     let _ = writeln!(std::io::stderr(), "{summary} (with startup: {:.0?})", started.elapsed());
 }

@@ -37,6 +37,9 @@ const { values: args } = parseArgs({
     chromium: { type: 'string' },
     only: { type: 'string' },
     'readme-shot': { type: 'string' },
+    // A certificate and key (PEM) for the scenario that serves over TLS; it is skipped without them.
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   },
 });
 if (!args['server-bin'] || !args.work) {
@@ -114,6 +117,7 @@ try {
       shots,
       watch,
       workPath: (name) => join(work, name),
+      tls: args['tls-cert'] && args['tls-key'] ? { cert: resolve(args['tls-cert']), key: resolve(args['tls-key']) } : null,
       async context(name, color, options = {}) {
         const context = await browser.newContext({ viewport: VIEWPORT, ...options });
         await setIdentity(context, name, color);

@@ -84,7 +84,8 @@ export class TandemServer {
   }
 
   get base() {
-    return `http://127.0.0.1:${this.port}`;
+    const scheme = this.env.TANDEM_TLS_CERT ? 'https' : 'http';
+    return `${scheme}://127.0.0.1:${this.port}`;
   }
 
   get running() {
