@@ -3,12 +3,19 @@
 //! when `TEST_POSTGRES_URL` is set.
 
 mod helpers;
+mod kit;
 
 mod access;
 mod awareness;
 mod crash;
 mod docs;
 mod edge;
+mod fault_big;
+mod fault_crash;
+mod fault_outage;
+mod fault_races;
+mod fault_slow;
+mod fault_storm;
 mod faults;
 mod garbage;
 mod interop;
