@@ -129,6 +129,13 @@ pub struct Config {
     #[arg(long, env = "TANDEM_MAX_DOC_BYTES", default_value_t = 64 << 20)]
     pub max_doc_bytes: u64,
 
+    /// Most bytes of applied updates one document holds while the database does not take
+    /// them (failing or too slow); past it new updates are refused and their connection
+    /// closed with 1013 "storage unavailable". Clients keep refused edits and send them again
+    /// when they reconnect, so nothing is lost.
+    #[arg(long, env = "TANDEM_MAX_PENDING_BYTES", default_value_t = 64 << 20)]
+    pub max_pending_bytes: u64,
+
     /// Most TCP connections at once (REST and WebSocket alike, half-open ones too); past it
     /// new ones get 503. 0: what the process's descriptor limit allows, less a reserve.
     #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = 0)]

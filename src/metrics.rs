@@ -80,6 +80,9 @@ pub struct Inner {
     pub pending_updates: Gauge,
     pub pending_bytes: Gauge,
     pub storage_errors: Counter,
+    /// Documents whose last write failed (each retries with backoff); `/readyz` says 503
+    /// while there are any.
+    pub documents_write_failing: Gauge,
     pub document_load_seconds: Histogram,
 }
 
@@ -125,6 +128,7 @@ impl Metrics {
         let pending_updates = Gauge::default();
         let pending_bytes = Gauge::default();
         let storage_errors = Counter::default();
+        let documents_write_failing = Gauge::default();
         let document_load_seconds = seconds_buckets();
 
         let r = &mut registry;
@@ -173,6 +177,11 @@ impl Metrics {
             pending_bytes.clone(),
         );
         r.register("storage_errors", "Failed writes to the store (each is retried)", storage_errors.clone());
+        r.register(
+            "documents_write_failing",
+            "Documents whose last write to the store failed (retrying)",
+            documents_write_failing.clone(),
+        );
         r.register_with_unit(
             "document_load",
             "Time to load a document",
@@ -201,6 +210,7 @@ impl Metrics {
             pending_updates,
             pending_bytes,
             storage_errors,
+            documents_write_failing,
             document_load_seconds,
         };
         Self { inner: Arc::new(inner) }

@@ -282,6 +282,9 @@ impl DocActor {
                 let text = self.awareness.doc().get_or_insert_text(TEXT_NAME);
                 let _ = respond_to.send(text.get_string(&self.awareness.doc().transact()));
             }
+            DocMsg::Loaded { respond_to } => {
+                let _ = respond_to.send(Ok(()));
+            }
             DocMsg::Flush { respond_to } => {
                 if self.persist.is_clean() {
                     let _ = respond_to.send(Ok(()));
@@ -359,14 +362,27 @@ impl DocActor {
     }
 
     /// May this update be applied? The actor itself refuses writes from read-only
-    /// connections, whatever path their messages took, and updates that would take the
-    /// document past its size limit (closing their connection with 1009).
+    /// connections, whatever path their messages took, updates past what it may hold
+    /// unstored (closing their connection with 1013), and updates that would take the
+    /// document past its size limit (closing it with 1009).
     fn admits(&mut self, conn: ConnId, update: &IncomingUpdate) -> bool {
         if !self.fanout.contains(conn) {
             return false;
         }
         if !self.fanout.can_write(conn) {
             self.refuse_write(conn);
+            return false;
+        }
+        if !self.persist.admits(update.raw.len()) {
+            // Not applied, so not broadcast: the client keeps it and resends it on reconnect.
+            self.metrics.refused_write("storage_unavailable");
+            tracing::warn!(
+                ?conn,
+                bytes = update.raw.len(),
+                limit = self.settings.max_pending_bytes,
+                "refused an update: the store has not taken what this document holds"
+            );
+            self.remove(&[conn], Some(Close::STORAGE_UNAVAILABLE));
             return false;
         }
         let doc = self.awareness.doc();
@@ -546,7 +562,7 @@ async fn refuse_all(inbox: &mut mpsc::Receiver<DocMsg>, err: &DocError) {
             DocMsg::Connect { respond_to, .. } => {
                 let _ = respond_to.send(Err(err.clone()));
             }
-            DocMsg::Flush { respond_to } => {
+            DocMsg::Flush { respond_to } | DocMsg::Loaded { respond_to } => {
                 let _ = respond_to.send(Err(err.clone()));
             }
             DocMsg::Close { respond_to } => {

@@ -37,6 +37,9 @@ impl Close {
         Self { code: 1013, reason: "connection too slow: its queue is full; reconnect to resync" };
     pub const UNAVAILABLE: Self =
         Self { code: 1013, reason: "document temporarily unavailable; try again later" };
+    /// The document holds as many unstored updates as it may: the client keeps its edit and
+    /// sends it again on reconnect.
+    pub const STORAGE_UNAVAILABLE: Self = Self { code: 1013, reason: "storage unavailable" };
     pub const FAILED: Self = Self { code: 1011, reason: "document failed on the server; reconnect" };
     pub const BAD_UPDATE: Self = Self { code: 1007, reason: "update could not be applied" };
     pub const DELETED: Self = Self { code: 4404, reason: "document deleted" };
@@ -117,6 +120,8 @@ pub(super) enum DocMsg {
     Disconnect { conn: ConnId },
     /// The live text of the root `Y.Text` named `content`.
     Text { respond_to: oneshot::Sender<String> },
+    /// Answered once the document has loaded (or with why it did not: `NotFound`).
+    Loaded { respond_to: oneshot::Sender<Result<(), DocError>> },
     /// Write everything pending; answers once it is in the store.
     Flush { respond_to: oneshot::Sender<Result<(), DocError>> },
     /// The document is being deleted: end every connection and stop without saving.
@@ -190,6 +195,11 @@ impl DocHandle {
     pub async fn disconnect(&self, conn: ConnId) {
         // If the actor is gone, so is everything it knew about this connection.
         let _ = self.send(DocMsg::Disconnect { conn }).await;
+    }
+
+    /// Waits until the actor has loaded the document; `NotFound` if it does not exist.
+    pub async fn loaded(&self) -> Result<(), DocError> {
+        self.ask(|respond_to| DocMsg::Loaded { respond_to }).await?
     }
 
     pub async fn text(&self) -> Result<String, DocError> {

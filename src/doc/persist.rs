@@ -15,6 +15,12 @@
 //!
 //! A failed write puts its updates back and is retried with exponential backoff; nothing is
 //! dropped until the store has it.
+//!
+//! Two bounds, two jobs. `snapshot_bytes` bounds the memory the batch takes (past it the
+//! updates are folded into the state, which holds them anyway). `max_pending_bytes` bounds
+//! what is applied but not stored, folded or not: the work that only this process holds,
+//! lost if it dies before the store answers again. Past it the actor refuses new updates
+//! ([`Persist::admits`]); their clients keep them and send them again when they reconnect.
 
 use std::mem;
 use std::time::Duration;
@@ -35,12 +41,21 @@ const MAX_BATCH_UPDATES: usize = 1024;
 const MAX_BATCH_BYTES: usize = 1 << 20;
 /// First retry delay after a failed write; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Also how long, at most, held updates wait after the store answers again.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// What a write carried, so a failure can put it back.
 enum Job {
     Append { batch: Vec<Bytes>, bytes: usize },
-    Snapshot { folded: Vec<Bytes>, folded_bytes: usize, was_owed: bool },
+    Snapshot { folded: Vec<Bytes>, folded_bytes: usize, dropped: Dropped, was_owed: bool },
+}
+
+/// Updates dropped from the batch (the state holds them, and only the owed snapshot saves
+/// them): counted, not kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Dropped {
+    updates: usize,
+    bytes: usize,
 }
 
 /// A finished write.
@@ -55,6 +70,8 @@ pub(super) struct Persist {
     flush_interval: Duration,
     snapshot_updates: u64,
     snapshot_bytes: u64,
+    /// Most bytes of applied updates held unstored; past it new updates are refused.
+    max_pending_bytes: u64,
     /// Applied updates not yet in the store, oldest first.
     pending: Vec<Bytes>,
     pending_bytes: usize,
@@ -63,6 +80,8 @@ pub(super) struct Persist {
     /// Only a snapshot saves what is applied: updates were dropped from `pending` to bound
     /// memory, or the log is being folded before the document leaves memory.
     snapshot_owed: bool,
+    /// What was dropped from `pending` and is not stored yet.
+    dropped: Dropped,
     /// Write as soon as possible (last connection left, a flush was asked, shutdown).
     urgent: bool,
     /// Highest log `seq` the state covers; the next snapshot's `upto_seq`.
@@ -75,6 +94,9 @@ pub(super) struct Persist {
     in_flight_info: Option<(&'static str, Instant, usize, usize)>,
     failures: u32,
     retry_at: Option<Instant>,
+    /// The last append failed without saying whether it committed (a connection can break
+    /// during the commit): its retry skips the updates the log already holds.
+    maybe_stored: bool,
     metrics: Metrics,
     /// What this document last added to the pending gauges (updates, bytes).
     reported: (i64, i64),
@@ -97,10 +119,12 @@ impl Persist {
             flush_interval: settings.flush_interval,
             snapshot_updates: settings.snapshot_updates,
             snapshot_bytes: settings.snapshot_bytes,
+            max_pending_bytes: settings.max_pending_bytes,
             pending: Vec::new(),
             pending_bytes: 0,
             pending_since: None,
             snapshot_owed: false,
+            dropped: Dropped::default(),
             urgent: false,
             last_seq,
             log_rows,
@@ -109,16 +133,34 @@ impl Persist {
             in_flight_info: None,
             failures: 0,
             retry_at: None,
+            maybe_stored: false,
             metrics,
             reported: (0, 0),
         }
     }
 
+    /// Applied updates (and their bytes) not in the store yet: pending, dropped from the
+    /// batch into the owed snapshot, or in the write in flight.
+    fn unstored(&self) -> (usize, usize) {
+        let (in_flight_updates, in_flight_bytes) = self.in_flight_info.map_or((0, 0), |(_, _, n, b)| (n, b));
+        (
+            self.pending.len() + self.dropped.updates + in_flight_updates,
+            self.pending_bytes + self.dropped.bytes + in_flight_bytes,
+        )
+    }
+
+    /// May an update of `len` bytes be applied? Not when it would take what this document
+    /// holds unstored past `max_pending_bytes` (the store is failing, or too slow to keep
+    /// up). With nothing unstored it may, however big, or it could never be applied.
+    pub(super) fn admits(&self, len: usize) -> bool {
+        let (_, bytes) = self.unstored();
+        bytes == 0 || (bytes + len) as u64 <= self.max_pending_bytes
+    }
+
     /// Brings the pending gauges up to date with what this document holds unstored.
     fn report(&mut self) {
-        let (in_flight_updates, in_flight_bytes) = self.in_flight_info.map_or((0, 0), |(_, _, n, b)| (n, b));
-        let now =
-            ((self.pending.len() + in_flight_updates) as i64, (self.pending_bytes + in_flight_bytes) as i64);
+        let (updates, bytes) = self.unstored();
+        let now = (updates as i64, bytes as i64);
         self.metrics.pending_updates.inc_by(now.0 - self.reported.0);
         self.metrics.pending_bytes.inc_by(now.1 - self.reported.1);
         self.reported = now;
@@ -131,6 +173,8 @@ impl Persist {
         self.pending_since.get_or_insert(now);
         if self.pending_bytes as u64 >= self.snapshot_bytes {
             // The state in memory holds these updates; a snapshot will save them.
+            self.dropped.updates += self.pending.len();
+            self.dropped.bytes += self.pending_bytes;
             self.pending.clear();
             self.pending_bytes = 0;
             self.snapshot_owed = true;
@@ -198,24 +242,30 @@ impl Persist {
         let bytes = mem::take(&mut self.pending_bytes);
         self.pending_since = None;
         self.urgent = false;
-        let kind = if self.snapshot_due() { "snapshot" } else { "append" };
-        self.in_flight_info = Some((kind, Instant::now(), batch.len(), bytes));
+        let started = Instant::now();
         let future = if self.snapshot_due() {
             let upto_seq = self.last_seq;
             let state = state();
             let was_owed = mem::take(&mut self.snapshot_owed);
+            let dropped = mem::take(&mut self.dropped);
+            let carries = (batch.len() + dropped.updates, bytes + dropped.bytes);
+            self.in_flight_info = Some(("snapshot", started, carries.0, carries.1));
             async move {
                 let result = store.write_snapshot(id, upto_seq, state).await.map(|()| upto_seq);
-                let job = Job::Snapshot { folded: batch, folded_bytes: bytes, was_owed };
+                let job = Job::Snapshot { folded: batch, folded_bytes: bytes, dropped, was_owed };
                 Outcome { job, result }
             }
             .boxed()
         } else if batch.is_empty() {
-            self.in_flight_info = None;
             return;
         } else {
+            self.in_flight_info = Some(("append", started, batch.len(), bytes));
+            let again = self.maybe_stored.then_some(self.last_seq);
             async move {
-                let result = store.append_updates(id, batch.clone()).await;
+                let result = match again {
+                    Some(after_seq) => store.append_updates_again(id, batch.clone(), after_seq).await,
+                    None => store.append_updates(id, batch.clone()).await,
+                };
                 Outcome { job: Job::Append { batch, bytes }, result }
             }
             .boxed()
@@ -253,6 +303,7 @@ impl Persist {
         match (outcome.job, outcome.result) {
             (Job::Append { batch, bytes }, Ok(last_seq)) => {
                 self.last_seq = last_seq;
+                self.maybe_stored = false;
                 self.log_rows += batch.len() as u64;
                 self.log_bytes += bytes as u64;
                 self.succeeded();
@@ -265,11 +316,19 @@ impl Persist {
             (_, Err(StoreError::NotFound)) => return Err(StoreError::NotFound),
             (job, Err(err)) => {
                 match job {
-                    Job::Append { batch, bytes } => self.put_back(batch, bytes, now),
-                    Job::Snapshot { folded, folded_bytes, was_owed } => {
+                    Job::Append { batch, bytes } => {
+                        self.maybe_stored = true;
+                        self.put_back(batch, bytes, now);
+                    }
+                    Job::Snapshot { folded, folded_bytes, dropped, was_owed } => {
                         self.snapshot_owed |= was_owed;
+                        self.dropped.updates += dropped.updates;
+                        self.dropped.bytes += dropped.bytes;
                         self.put_back(folded, folded_bytes, now);
                     }
+                }
+                if self.failures == 0 {
+                    self.metrics.documents_write_failing.inc();
                 }
                 self.failures += 1;
                 self.metrics.storage_errors.inc();
@@ -286,6 +345,7 @@ impl Persist {
     fn succeeded(&mut self) {
         if self.failures > 0 {
             tracing::info!(doc_id = %self.id, "writes succeed again");
+            self.metrics.documents_write_failing.dec();
         }
         self.failures = 0;
         self.retry_at = None;
@@ -307,6 +367,9 @@ impl Drop for Persist {
     fn drop(&mut self) {
         self.metrics.pending_updates.dec_by(self.reported.0);
         self.metrics.pending_bytes.dec_by(self.reported.1);
+        if self.failures > 0 {
+            self.metrics.documents_write_failing.dec();
+        }
     }
 }
 
@@ -322,6 +385,7 @@ mod tests {
             idle_unload: Duration::from_secs(30),
             awareness_timeout: Duration::from_secs(30),
             max_doc_bytes: u64::MAX,
+            max_pending_bytes: 3000,
         }
     }
 
@@ -403,12 +467,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_append_after_a_failed_one_skips_what_the_store_may_hold() {
+        let mut p = persist();
+        let t0 = Instant::now();
+        p.push(update(1), t0);
+        let batch = std::mem::take(&mut p.pending);
+        p.pending_bytes = 0;
+        assert!(!p.maybe_stored);
+        let _ = p.finish(failed(Job::Append { batch, bytes: 1 }), t0);
+        assert!(p.maybe_stored, "a failed commit may have landed");
+        let outcome = Outcome { job: Job::Append { batch: vec![update(1)], bytes: 1 }, result: Ok(3) };
+        assert!(p.finish(outcome, t0).is_ok());
+        assert!(!p.maybe_stored);
+    }
+
+    #[tokio::test]
     async fn a_failed_snapshot_still_owes_a_snapshot() {
         let mut p = persist();
         let t0 = Instant::now();
         p.push(update(2000), t0);
         assert!(p.snapshot_owed);
-        let job = Job::Snapshot { folded: Vec::new(), folded_bytes: 0, was_owed: true };
+        let job = Job::Snapshot { folded: Vec::new(), folded_bytes: 0, dropped: p.dropped, was_owed: true };
+        p.dropped = Dropped::default();
         p.snapshot_owed = false;
         assert!(p.finish(failed(job), t0).is_err());
         assert!(p.snapshot_owed && p.snapshot_due() && !p.is_clean());
@@ -424,7 +504,12 @@ mod tests {
         assert_eq!(p.last_seq, 42);
         assert!(p.snapshot_due());
         let outcome = Outcome {
-            job: Job::Snapshot { folded: Vec::new(), folded_bytes: 0, was_owed: false },
+            job: Job::Snapshot {
+                folded: Vec::new(),
+                folded_bytes: 0,
+                dropped: Dropped::default(),
+                was_owed: false,
+            },
             result: Ok(42),
         };
         assert!(p.finish(outcome, t0).is_ok());
@@ -463,6 +548,63 @@ mod tests {
         p.push(update(3), t0);
         drop(p);
         assert_eq!(metrics.pending_updates.get(), 0, "a document leaving memory takes its share out");
+    }
+
+    #[tokio::test]
+    async fn updates_folded_into_the_owed_snapshot_still_count_as_unstored() {
+        let mut p = persist();
+        let metrics = p.metrics.clone();
+        let t0 = Instant::now();
+        p.push(update(600), t0);
+        p.push(update(600), t0);
+        assert!(p.pending.is_empty(), "folded");
+        // Dropped from the batch, not stored: the gauges say so (they said 0 before).
+        assert_eq!((metrics.pending_updates.get(), metrics.pending_bytes.get()), (2, 1200));
+        let job = Job::Snapshot { folded: Vec::new(), folded_bytes: 0, dropped: p.dropped, was_owed: true };
+        p.dropped = Dropped::default();
+        p.snapshot_owed = false;
+        p.in_flight_info = Some(("snapshot", t0, 2, 1200));
+        assert!(p.finish(failed(job), t0).is_err());
+        assert_eq!(metrics.pending_bytes.get(), 1200, "a failed snapshot keeps them unstored");
+        assert_eq!(metrics.documents_write_failing.get(), 1);
+        let job = Job::Snapshot { folded: Vec::new(), folded_bytes: 0, dropped: p.dropped, was_owed: true };
+        p.dropped = Dropped::default();
+        p.snapshot_owed = false;
+        assert!(p.finish(Outcome { job, result: Ok(0) }, t0).is_ok());
+        assert_eq!((metrics.pending_updates.get(), metrics.pending_bytes.get()), (0, 0));
+        assert_eq!(metrics.documents_write_failing.get(), 0, "writes succeed again");
+        assert!(p.is_clean());
+    }
+
+    #[tokio::test]
+    async fn past_the_pending_bound_updates_are_refused() {
+        let mut p = persist();
+        assert!(p.admits(10_000), "with nothing unstored any update is admitted");
+        let t0 = Instant::now();
+        // 1200 folded into the owed snapshot, 900 pending: 2100 of 3000.
+        p.push(update(600), t0);
+        p.push(update(600), t0);
+        p.push(update(900), t0);
+        assert!(p.admits(900));
+        assert!(!p.admits(901), "past max_pending_bytes");
+        // The write in flight still counts: it is not stored until it succeeds.
+        p.start(|| vec![0; 10]);
+        assert!(p.is_writing());
+        assert!(!p.admits(901));
+    }
+
+    #[tokio::test]
+    async fn a_document_leaving_memory_while_failing_is_no_longer_counted_as_failing() {
+        let mut p = persist();
+        let metrics = p.metrics.clone();
+        let t0 = Instant::now();
+        p.push(update(1), t0);
+        let batch = std::mem::take(&mut p.pending);
+        p.pending_bytes = 0;
+        let _ = p.finish(failed(Job::Append { batch, bytes: 1 }), t0);
+        assert_eq!(metrics.documents_write_failing.get(), 1);
+        drop(p);
+        assert_eq!(metrics.documents_write_failing.get(), 0);
     }
 
     #[tokio::test]

@@ -29,6 +29,8 @@ pub struct DocSettings {
     pub awareness_timeout: Duration,
     /// Largest encoded state a document may grow to.
     pub max_doc_bytes: u64,
+    /// Most bytes of applied updates a document holds unstored (see `persist`).
+    pub max_pending_bytes: u64,
 }
 
 impl From<&Config> for DocSettings {
@@ -40,6 +42,7 @@ impl From<&Config> for DocSettings {
             idle_unload: config.idle_unload(),
             awareness_timeout: config.awareness_timeout(),
             max_doc_bytes: config.max_doc_bytes,
+            max_pending_bytes: config.max_pending_bytes,
         }
     }
 }
@@ -156,6 +159,23 @@ impl Registry {
         Err(last)
     }
 
+    /// Whether the document exists, answered by its actor (started, and the document loaded,
+    /// if need be). Callers asking about one document at once share its one load: in a
+    /// reconnect storm thousands of upgrades ask, and as many existence queries would queue on
+    /// the database's few connections until some timed out (503s with nothing wrong). An
+    /// open document is answered from memory, through a database outage too.
+    pub async fn exists(&self, id: DocId) -> Result<bool, DocError> {
+        for _ in 0..RACE_RETRIES {
+            match self.open(id)?.loaded().await {
+                Ok(()) => return Ok(true),
+                Err(DocError::NotFound) => return Ok(false),
+                Err(DocError::Gone) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        Err(DocError::Gone)
+    }
+
     /// True while the document has a running actor (it is in memory, so it exists).
     pub fn is_open(&self, id: DocId) -> bool {
         self.inner.docs.lock().expect("registry lock poisoned").get(&id).is_some_and(|e| e.handle.is_alive())
@@ -237,6 +257,26 @@ mod tests {
         let doc = Doc::new();
         doc.get_or_insert_text("content").insert(&mut doc.transact_mut(), 0, text);
         doc.transact().encode_state_as_update_v1(&Default::default())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_asking_whether_a_document_exists_share_one_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("tandem.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let id = store.create_doc(&Title::default()).await.unwrap().id;
+        let metrics = Metrics::new();
+        let registry = Registry::new(store, DocSettings::from(&Config::defaults()), metrics.clone());
+        let asks = (0..50).map(|_| {
+            let registry = registry.clone();
+            tokio::spawn(async move { registry.exists(id).await })
+        });
+        for answer in futures_util::future::join_all(asks).await {
+            assert!(answer.unwrap().unwrap());
+        }
+        let loads = metrics.render();
+        assert!(loads.contains("tandem_document_load_seconds_count 1\n"), "{loads}");
+        assert!(!registry.exists(DocId::new()).await.unwrap(), "an unknown id");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,14 +38,11 @@ impl<S: Send + Sync> FromRequestParts<S> for DocIdPath {
     }
 }
 
-/// 404 unless the document exists. An open document does, whatever the database says: its
-/// readers and new collaborators are served during a database outage.
+/// 404 unless the document exists. The registry answers (see `Registry::exists`): an open
+/// document exists whatever the database says, so its readers and new collaborators are
+/// served during a database outage; one that is not open is loaded, once for every caller.
 pub async fn ensure_exists(app: &AppState, id: DocId) -> Result<(), ApiError> {
-    if app.registry.is_open(id) {
-        return Ok(());
-    }
-    app.store.get_doc(id).await?.ok_or(ApiError::DOC_NOT_FOUND)?;
-    Ok(())
+    if app.registry.exists(id).await? { Ok(()) } else { Err(ApiError::DOC_NOT_FOUND) }
 }
 
 #[derive(Deserialize)]

@@ -154,8 +154,12 @@ async fn healthz() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
-/// 200 while the database answers; 503 otherwise.
+/// 200 while the database answers and takes writes; 503 otherwise. (A database that answers
+/// a query but refuses writes, such as a locked or read-only SQLite file, is not ready.)
 async fn readyz(State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    if app.metrics.documents_write_failing.get() > 0 {
+        return Err(ApiError::Unavailable("the database is not taking writes"));
+    }
     match tokio::time::timeout(READY_TIMEOUT, app.store.ping()).await {
         Ok(Ok(())) => Ok((StatusCode::OK, axum::Json(json!({ "status": "ready" })))),
         Ok(Err(err)) => {

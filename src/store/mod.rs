@@ -72,6 +72,22 @@ impl StoreError {
     }
 }
 
+/// The updates of a batch not among `stored` (rows of the log, seq and data), in order, and
+/// the highest seq of those that are.
+fn not_yet_stored<'a>(updates: &'a [Bytes], stored: &[(i64, Vec<u8>)]) -> (Vec<&'a [u8]>, Option<i64>) {
+    let stored: std::collections::HashMap<&[u8], i64> =
+        stored.iter().map(|(seq, data)| (data.as_slice(), *seq)).collect();
+    let mut highest = None;
+    let mut rest = Vec::with_capacity(updates.len());
+    for update in updates {
+        match stored.get(update.as_ref()) {
+            Some(&seq) => highest = highest.max(Some(seq)),
+            None => rest.push(update.as_ref()),
+        }
+    }
+    (rest, highest)
+}
+
 impl Store {
     /// Connects to `url` and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -159,10 +175,33 @@ impl Store {
     /// Returns the `seq` of the last row written. `NotFound` if the document is gone.
     /// On SQLite the write joins other documents' writes in one commit (see `sqlite`).
     pub async fn append_updates(&self, id: DocId, updates: Vec<Bytes>) -> Result<i64, StoreError> {
+        self.append(id, updates, None).await
+    }
+
+    /// Appends `updates` again after an attempt that failed without saying whether it
+    /// committed (a connection that broke during the commit): the updates already in the log
+    /// after `after_seq` (the last seq this writer knew stored), byte for byte, are not
+    /// written twice. (Skipping a byte-equal update is safe in any case: applying the same
+    /// CRDT update twice changes nothing.) Returns the highest seq of the batch's rows.
+    pub async fn append_updates_again(
+        &self,
+        id: DocId,
+        updates: Vec<Bytes>,
+        after_seq: i64,
+    ) -> Result<i64, StoreError> {
+        self.append(id, updates, Some(after_seq)).await
+    }
+
+    async fn append(
+        &self,
+        id: DocId,
+        updates: Vec<Bytes>,
+        after_seq: Option<i64>,
+    ) -> Result<i64, StoreError> {
         debug_assert!(!updates.is_empty());
         match self {
-            Self::Sqlite(db) => db.append_updates(id, updates).await,
-            Self::Postgres(pool) => postgres::append_updates(pool, id, &updates).await,
+            Self::Sqlite(db) => db.append_updates(id, updates, after_seq).await,
+            Self::Postgres(pool) => postgres::append_updates(pool, id, &updates, after_seq).await,
         }
     }
 

@@ -174,12 +174,32 @@ async fn touch(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, id: Uuid) -> Resu
     Ok(())
 }
 
-pub(super) async fn append_updates(pool: &PgPool, id: DocId, updates: &[Bytes]) -> Result<i64, StoreError> {
+pub(super) async fn append_updates(
+    pool: &PgPool,
+    id: DocId,
+    updates: &[Bytes],
+    after_seq: Option<i64>,
+) -> Result<i64, StoreError> {
     let id = id.as_uuid();
     let mut tx = pool.begin().await?;
     touch(&mut tx, id).await?;
+    let (data, stored_seq) = match after_seq {
+        Some(after_seq) => {
+            let stored: Vec<(i64, Vec<u8>)> =
+                sqlx::query_as("select seq, data from doc_updates where doc_id = $1 and seq > $2")
+                    .bind(id)
+                    .bind(after_seq)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            super::not_yet_stored(updates, &stored)
+        }
+        None => (updates.iter().map(|u| u.as_ref()).collect(), None),
+    };
+    if data.is_empty() {
+        tx.commit().await?;
+        return Ok(stored_seq.unwrap_or_default());
+    }
     // One statement for the whole batch: the rows keep the order of the array.
-    let data: Vec<&[u8]> = updates.iter().map(|u| u.as_ref()).collect();
     let last_seq: i64 = sqlx::query_scalar(
         "with written as (
              insert into doc_updates (doc_id, data)
@@ -193,7 +213,7 @@ pub(super) async fn append_updates(pool: &PgPool, id: DocId, updates: &[Bytes]) 
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(last_seq)
+    Ok(last_seq.max(stored_seq.unwrap_or_default()))
 }
 
 pub(super) async fn write_snapshot(

@@ -35,6 +35,9 @@ const WRITE_QUEUE: usize = 1024;
 /// At most this many writes share one transaction, so one commit stays short.
 const WRITES_PER_COMMIT: usize = 256;
 
+/// Log rows per insert statement: SQLite binds at most 32,766 values, three per row here.
+const ROWS_PER_INSERT: usize = 1000;
+
 /// The SQLite store: a pool for reads and REST calls, and the queue of the writer task that
 /// commits documents' content.
 #[derive(Clone, Debug)]
@@ -53,8 +56,12 @@ struct Write {
 
 #[derive(Debug)]
 enum Op {
-    Append(Vec<Bytes>),
-    Snapshot { upto_seq: i64, state: Vec<u8> },
+    /// With the last seq known stored when an earlier attempt's outcome is unknown.
+    Append(Vec<Bytes>, Option<i64>),
+    Snapshot {
+        upto_seq: i64,
+        state: Vec<u8>,
+    },
 }
 
 impl Sqlite {
@@ -69,9 +76,14 @@ impl Sqlite {
         Self { pool, writes }
     }
 
-    /// Appends `updates` to the log; see `Store::append_updates`.
-    pub(super) async fn append_updates(&self, id: DocId, updates: Vec<Bytes>) -> Result<i64, StoreError> {
-        self.write(id, Op::Append(updates)).await
+    /// Appends `updates` to the log; see `Store::append_updates` and `append_updates_again`.
+    pub(super) async fn append_updates(
+        &self,
+        id: DocId,
+        updates: Vec<Bytes>,
+        after_seq: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        self.write(id, Op::Append(updates, after_seq)).await
     }
 
     /// Writes a snapshot and compacts the log; see `Store::write_snapshot`.
@@ -122,7 +134,7 @@ async fn commit(pool: &SqlitePool, round: &[Write]) -> Result<Vec<Result<i64, St
     let mut outcomes = Vec::with_capacity(round.len());
     for write in round {
         let outcome = match &write.op {
-            Op::Append(updates) => append(&mut tx, &write.id, updates, now).await?,
+            Op::Append(updates, after_seq) => append(&mut tx, &write.id, updates, *after_seq, now).await?,
             Op::Snapshot { upto_seq, state } => snapshot(&mut tx, &write.id, *upto_seq, state, now).await?,
         };
         outcomes.push(outcome);
@@ -300,20 +312,35 @@ async fn append(
     tx: &mut Tx<'_>,
     id: &str,
     updates: &[Bytes],
+    after_seq: Option<i64>,
     now: i64,
 ) -> Result<Result<i64, StoreError>, sqlx::Error> {
     if !touch(tx, id, now).await? {
         return Ok(Err(StoreError::NotFound));
     }
-    let mut last_seq = 0;
-    for update in updates {
-        let done = sqlx::query("insert into doc_updates (doc_id, data, created_at) values (?, ?, ?)")
-            .bind(id)
-            .bind(update.as_ref())
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        last_seq = done.last_insert_rowid();
+    let (updates, stored_seq) = match after_seq {
+        Some(after_seq) => {
+            let stored: Vec<(i64, Vec<u8>)> =
+                sqlx::query_as("select seq, data from doc_updates where doc_id = ? and seq > ?")
+                    .bind(id)
+                    .bind(after_seq)
+                    .fetch_all(&mut **tx)
+                    .await?;
+            super::not_yet_stored(updates, &stored)
+        }
+        None => (updates.iter().map(|u| u.as_ref()).collect(), None),
+    };
+    // One statement per chunk, not per update: under load a statement's round trip to
+    // SQLite's thread is what a commit costs, and a round of many documents' batches would
+    // otherwise grow with its backlog (and the backlog with it).
+    let mut last_seq = stored_seq.unwrap_or_default();
+    for chunk in updates.chunks(ROWS_PER_INSERT) {
+        let mut insert = sqlx::QueryBuilder::new("insert into doc_updates (doc_id, data, created_at) ");
+        insert.push_values(chunk, |mut row, update| {
+            row.push_bind(id).push_bind(*update).push_bind(now);
+        });
+        // Rows get rowids in the order listed: the last is the batch's last seq.
+        last_seq = insert.build().execute(&mut **tx).await?.last_insert_rowid();
     }
     Ok(Ok(last_seq))
 }

@@ -4,6 +4,7 @@
 
 mod helpers;
 mod wire;
+mod kit;
 
 mod access;
 mod awareness;
@@ -11,6 +12,12 @@ mod convergence;
 mod crash;
 mod docs;
 mod edge;
+mod fault_big;
+mod fault_crash;
+mod fault_outage;
+mod fault_races;
+mod fault_slow;
+mod fault_storm;
 mod faults;
 mod garbage;
 mod interop;
