@@ -176,11 +176,6 @@ impl Registry {
         Err(DocError::Gone)
     }
 
-    /// True while the document has a running actor (it is in memory, so it exists).
-    pub fn is_open(&self, id: DocId) -> bool {
-        self.inner.docs.lock().expect("registry lock poisoned").get(&id).is_some_and(|e| e.handle.is_alive())
-    }
-
     /// The live text of a document (loading it if needed).
     pub async fn text(&self, id: DocId) -> Result<String, DocError> {
         for _ in 0..RACE_RETRIES {
