@@ -56,7 +56,8 @@ fn browser_end_to_end() {
     // trust it, the browser is told to accept it.
     let tls = tmp.join(format!("browser-tls-{}", std::process::id()));
     std::fs::create_dir_all(&tls).expect("a folder for the certificate");
-    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).expect("a certificate");
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("a certificate");
     let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
     std::fs::write(&cert, made.cert.pem()).expect("write the certificate");
     std::fs::write(&key, made.signing_key.serialize_pem()).expect("write the key");

@@ -3,8 +3,8 @@
 //! when `TEST_POSTGRES_URL` is set.
 
 mod helpers;
-mod wire;
 mod kit;
+mod wire;
 
 mod access;
 mod awareness;
