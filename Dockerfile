@@ -16,5 +16,5 @@ ENV TANDEM_LISTEN=0.0.0.0:8080
 EXPOSE 8080
 # Reads the same settings as the server; exits 0 only when /readyz answers 200.
 HEALTHCHECK --interval=10s --timeout=6s --start-period=30s --retries=3 CMD ["tandem", "healthcheck"]
-# SIGTERM: tandem saves every document within TANDEM_SHUTDOWN_TIMEOUT_MS (8 s), under Docker's 10 s.
+# SIGTERM: tandem saves every document within TANDEM_SHUTDOWN_TIMEOUT (8 s), under Docker's 10 s.
 CMD ["tandem"]

@@ -208,11 +208,12 @@ pub struct Config {
     #[arg(long, env = "TANDEM_PUBLIC_URL")]
     pub public_url: Option<String>,
 
-    /// How long shutdown (SIGTERM, SIGINT) may take, in milliseconds: requests in flight
-    /// finish, every document writes what it holds, sockets are closed with 1001. Under
-    /// Docker's 10 s stop grace. Documents not saved by then are logged and the exit code is 1.
-    #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT_MS", default_value_t = 8_000)]
-    pub shutdown_timeout_ms: u64,
+    /// How long shutdown (SIGTERM, SIGINT) may take, as a duration (8s, 1500ms): requests in
+    /// flight finish, every document writes what it holds, sockets are closed with 1001.
+    /// Under Docker's 10 s stop grace. Documents not saved by then are logged and the exit
+    /// code is 1.
+    #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
 
     /// How long to keep trying to reach the database at start (with backoff), in
     /// milliseconds, before giving up.

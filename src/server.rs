@@ -52,7 +52,7 @@ pub async fn run(
         metrics,
         connections: connections.clone(),
     };
-    let shutdown_timeout_ms = state.config.shutdown_timeout_ms;
+    let shutdown_timeout = state.config.shutdown_timeout;
     let edge = EdgeSettings {
         header_timeout: Duration::from_millis(state.config.header_timeout_ms),
         keepalive_timeout: Duration::from_millis(state.config.keepalive_timeout_ms),
@@ -77,7 +77,6 @@ pub async fn run(
     if let Some(tls) = &tls {
         tls.clone().watch(watching.clone());
     }
-    let shutdown_timeout = Duration::from_millis(shutdown_timeout_ms);
     let mut deadline = tokio::time::Instant::now();
     let shutdown = async {
         shutdown.await;

@@ -106,10 +106,6 @@ pub struct Access {
     pub expires: Option<SystemTime>,
 }
 
-/// How long after its `exp` a token still counts (clock skew between the application and
-/// this server): the door accepts it that long, and an open socket closes then.
-pub const LEEWAY: Duration = Duration::from_secs(token::LEEWAY_SECONDS);
-
 /// Why an access does not allow a request (a 403).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {

@@ -28,7 +28,8 @@ const MAX_IDLE_BUCKETS: usize = 10_000;
 
 /// Descriptors kept free of connections: the database pool, files, and the refusals
 /// themselves (a refused connection is answered, which takes a descriptor for a moment).
-const DESCRIPTOR_RESERVE: u64 = 256;
+/// A quarter of the limit, within these bounds, and never more than half of it.
+const DESCRIPTOR_RESERVE: (u64, u64) = (32, 256);
 
 /// The limits, as configured (0 = off, where a limit can be off).
 #[derive(Clone, Debug)]
@@ -120,6 +121,13 @@ impl Limits {
 
     pub fn settings(&self) -> &LimitSettings {
         &self.settings
+    }
+
+    /// How many refused connections may be answered at once (each holds a descriptor until
+    /// its client has sent a head, or for two seconds): an eighth of the cap, so that they
+    /// fit in the default descriptor reserve, from 4 to 64. Past it one is closed unanswered.
+    pub fn refusal_slots(&self) -> usize {
+        (self.settings.max_connections / 8).clamp(4, 64)
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -259,7 +267,7 @@ impl Drop for DocSeat {
 /// the hard one first, as servers do.
 pub fn default_max_connections() -> usize {
     let limit = raise_descriptor_limit();
-    let reserve = DESCRIPTOR_RESERVE.min(limit / 4);
+    let reserve = (limit / 4).clamp(DESCRIPTOR_RESERVE.0, DESCRIPTOR_RESERVE.1).min(limit / 2);
     usize::try_from(limit.saturating_sub(reserve)).unwrap_or(usize::MAX).max(1)
 }
 

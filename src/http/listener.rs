@@ -34,10 +34,6 @@ use super::error::ApiError;
 use super::limits::{Limits, Refusal, Seat, client_address};
 use super::tls::Tls;
 
-/// Connections being answered "try later" at once; past this, one is closed unanswered
-/// (each answer holds a descriptor while the client sends its request head).
-const MAX_REFUSING: usize = 64;
-
 /// How long a refused connection has to send its request head.
 const REFUSAL_HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -225,7 +221,7 @@ impl Edge {
     /// Past a cap: the health checks are still answered (a balancer asks them exactly
     /// then), anything else gets 503 or 429 and the connection closes.
     async fn refuse(&self, tcp: TcpStream, peer: SocketAddr, refusal: Refusal) {
-        if self.refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
+        if self.refusing.fetch_add(1, Ordering::Relaxed) >= self.limits.refusal_slots() {
             self.refusing.fetch_sub(1, Ordering::Relaxed);
             return;
         }

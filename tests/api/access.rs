@@ -64,6 +64,11 @@ async fn upgrade_request(
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
             let body =
                 resp.body().as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
+            // Every 401, on the socket as over REST, names the scheme to authenticate with.
+            if resp.status() == 401 {
+                let challenge = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap());
+                assert!(challenge.is_some_and(|c| c.starts_with("Bearer")), "a 401 upgrade: {challenge:?}");
+            }
             Err((resp.status().as_u16(), body))
         }
         Err(err) => panic!("upgrade failed oddly: {err}"),
@@ -504,9 +509,22 @@ async fn an_expiring_token_closes_its_socket_with_4401() {
     client.append("before expiry").await;
     client.settled().await;
     let close = client.wait_closed().await.expect("a close frame");
+    let closed_at = std::time::SystemTime::now();
     assert_eq!(u16::from(close.code), 4401);
     assert_eq!(close.reason.as_str(), "token expired");
+    // Not before `exp` (the claim is in whole seconds; the close comes at it, not a leeway later).
+    let exp = std::time::UNIX_EPOCH + Duration::from_secs(expiry_of(&short));
+    let late = closed_at.duration_since(exp).expect("closed before the token expired");
+    eprintln!("4401 came {} ms after exp", late.as_millis());
     assert_eq!(app.text(&id).await, "before expiry");
+}
+
+/// The `exp` claim of a token (read without checking it: the server did that).
+fn expiry_of(token: &str) -> u64 {
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let claims = URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    let claims: Value = serde_json::from_slice(&claims).expect("JSON claims");
+    claims["exp"].as_u64().expect("exp")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

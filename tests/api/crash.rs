@@ -148,7 +148,7 @@ async fn sigterm_and_sigint_shut_down_gracefully(backend: Backend) {
 
 async fn a_shutdown_that_cannot_save_says_so_and_exits_non_zero(backend: Backend) {
     let db = TestDb::new(backend).await;
-    let env = [("TANDEM_FLUSH_MS", "600000"), ("TANDEM_SHUTDOWN_TIMEOUT_MS", "1500")];
+    let env = [("TANDEM_FLUSH_MS", "600000"), ("TANDEM_SHUTDOWN_TIMEOUT", "1500ms")];
     let mut server = Server::start(&db, &env);
     let id = server.create_doc().await;
     let mut client = server.client(&id).await;

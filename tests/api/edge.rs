@@ -10,7 +10,8 @@ use tandem::config::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::helpers::{Backend, PATIENCE, TestApp};
+use crate::helpers::{Backend, PATIENCE, TestApp, TestDb};
+use crate::kit::process::Binary;
 
 async fn app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     TestApp::spawn_with(Backend::Sqlite, tweak).await
@@ -133,6 +134,51 @@ async fn past_the_connection_cap_new_requests_get_503_and_open_sessions_carry_on
     // The open sessions carry on.
     a.append("still here").await;
     b.wait_for_text("still here").await;
+}
+
+/// The default cap comes from the descriptor limit: with only 64 descriptors (as in the
+/// report that asked for caps, where 80 idle sockets made `/healthz` time out), 80 idle
+/// sockets fill the cap, and the server degrades instead of failing to accept: health checks
+/// are answered, other requests get 503, and once the sockets go everything is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_few_descriptors_the_default_cap_keeps_the_server_answering() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = Binary::start_with_descriptors(&db.url, &[], 64);
+    let mut idle = Vec::new();
+    for _ in 0..80 {
+        idle.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    // Refused connections that say nothing hold their answer for two seconds at most, and
+    // only a few at a time: a health check soon gets through.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut health = TcpStream::connect(server.addr).await.unwrap();
+        let head = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let answered = match health.write_all(head.as_bytes()).await {
+            Ok(()) => read_to_close(&mut health).await,
+            Err(_) => String::new(),
+        };
+        if answered.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/healthz never answered: {answered:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // ...while the cap is still full: anything else is refused, and told when to come back.
+    let mut other = TcpStream::connect(server.addr).await.unwrap();
+    let response = request(&mut other, "/api/docs", "").await;
+    assert_eq!(status(&response), 503, "{response}");
+    assert!(response.to_ascii_lowercase().contains("retry-after:"), "{response}");
+    drop(idle);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        if status(&request(&mut tcp, "/api/docs", "").await) == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the seats never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use yrs::{ReadTxn, StateVector, Transact};
 
 use crate::helpers::{Backend, PATIENCE, TestDb};
-use crate::kit::figures::{self, ms};
+use crate::kit::figures::{self, mib, ms};
 use crate::kit::process::Binary;
 use crate::kit::replica::{Replica, wait_all, wait_converged};
 use crate::kit::stored::{Reader, wait_stored};
@@ -81,6 +81,7 @@ async fn a_crash_under_load_loses_nothing(backend: Backend) {
     }
     tokio::time::sleep(LOAD).await;
 
+    let memory = server.memory();
     let killed = (Instant::now(), SystemTime::now());
     server.kill();
     let reader = Reader::new(&db).await;
@@ -91,6 +92,10 @@ async fn a_crash_under_load_loses_nothing(backend: Backend) {
     let tally = tally(&replicas, &at_kill, killed);
     let behind = at_kill.values().map(|s| killed.1.duration_since(s.last_write).unwrap_or_default()).max();
     figures::report(&test, &describe(&tally, behind.unwrap_or_default()));
+    figures::report(
+        &test,
+        &format!("server memory at the kill {}, peak {}", mib(memory.rss_kib), mib(memory.peak_kib)),
+    );
     assert_eq!(
         tally.lost, 0,
         "edits echoed before their document's second-to-last write are not stored: {tally:?}"

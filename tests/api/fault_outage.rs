@@ -365,6 +365,10 @@ async fn past_the_pending_bound_an_update_is_refused_and_comes_back(backend: Bac
     wait_readyz(&app, 503).await;
     let metrics = app.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
     assert_eq!(sample(&metrics, r#"tandem_refused_writes_total{reason="storage_unavailable"}"#), Some(1.0));
+    // /readyz said 503 because a write failed: each failure is counted (and retried).
+    let errors = sample(&metrics, "tandem_storage_errors_total").unwrap_or(0.0);
+    assert!(errors >= 1.0, "failed writes not counted:\n{metrics}");
+    assert!(sample(&metrics, "tandem_pending_updates").unwrap_or(0.0) >= 1.0, "{metrics}");
 
     app.db.allow("insert", "doc_updates").await;
     app.db.allow("insert", "doc_snapshots").await;

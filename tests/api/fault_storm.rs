@@ -60,8 +60,8 @@ async fn two_thousand_connections_dropped_at_once_come_back_whole(backend: Backe
     let storm = server.memory();
 
     let metrics = server.metrics().await;
-    // (`tandem_connections` is not counted yet: the TCP connections it holds are.)
     let tcp = sample(&metrics, "tandem_tcp_connections").unwrap_or(0.0);
+    let sockets = sample(&metrics, "tandem_connections").unwrap_or(0.0);
     let refused_at_door: u64 = metrics
         .lines()
         .filter(|l| l.starts_with("tandem_refused_connections_total"))
@@ -103,6 +103,7 @@ async fn two_thousand_connections_dropped_at_once_come_back_whole(backend: Backe
     );
     assert_eq!(connected, DOCS * PER_DOC, "clients connected after the storm");
     assert!(tcp >= (DOCS * PER_DOC) as f64, "the server holds {tcp} TCP connections");
+    assert_eq!(sockets, (DOCS * PER_DOC) as f64, "WebSocket sessions open after the storm");
     assert!(refused.is_empty(), "upgrades refused without any limit set: {refused:?}");
     assert_eq!(refused_at_door, 0, "connections refused at the door without any limit set");
     assert!(closes.is_empty(), "sessions closed for another reason than the shutdown: {closes:?}");

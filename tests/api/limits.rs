@@ -128,6 +128,29 @@ async fn a_frame_trickled_in_is_closed_with_1008_at_its_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fragmented_message_left_unfinished_is_closed_with_1008_at_its_deadline() {
+    let (app, id, bystander) = served(|c| c.frame_timeout_ms = 500).await;
+    let mut socket = RawSocket::open(&app, &id).await;
+    // Whole frames, one every 100 ms, each a fragment of one message that never ends: the
+    // frames are complete, the message is not, and pings between them change nothing.
+    let mut frames = vec![client_frame(op::BINARY & op::MORE, &[0])];
+    for i in 0..100u8 {
+        frames.push(client_frame(op::PING, &[i]));
+        frames.push(client_frame(op::CONTINUATION & op::MORE, &[i]));
+    }
+    for frame in frames {
+        if !socket.try_send(&frame).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let payload = socket.close_payload().await;
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1008);
+    assert!(String::from_utf8_lossy(&payload[2..]).contains("not completed in time"));
+    still_intact(&app, &id, bystander).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_its_rate_a_client_waits_and_everything_arrives() {
     // 50 a second, bursts of 250: 600 updates take seven seconds or so, unclosed.
     let (app, id, _bystander) = served(|c| c.max_messages_per_sec = 50).await;

@@ -72,8 +72,12 @@ async fn healthcheck_speaks_tls_to_a_tls_server() {
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
 }
 
-/// Starts the binary with `env`, collects its stdout lines, and waits for `until` in them.
-fn start(env: &[(&str, String)], until: &str) -> (std::process::Child, Vec<String>) {
+/// The lines a child writes to stdout, read as they come.
+type Lines = std::sync::mpsc::Receiver<String>;
+
+/// Starts the binary with `env`, collects its stdout lines, and waits for `until` in them;
+/// later lines keep coming on the receiver.
+fn start(env: &[(&str, String)], until: &str) -> (std::process::Child, Vec<String>, Lines) {
     let mut child =
         tandem().envs(env.iter().map(|(k, v)| (*k, v.as_str()))).stdout(Stdio::piped()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -95,7 +99,7 @@ fn start(env: &[(&str, String)], until: &str) -> (std::process::Child, Vec<Strin
             }
         }
     }
-    (child, lines)
+    (child, lines, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +112,7 @@ async fn port_is_honoured_and_json_logs_say_what_started() {
         ("TANDEM_LOG_FORMAT", "json".to_string()),
         ("TANDEM_LOG", "tandem=info".to_string()),
     ];
-    let (mut child, lines) =
+    let (mut child, lines, more) =
         tokio::task::spawn_blocking(move || start(&env, "tandem listening")).await.unwrap();
     let started: serde_json::Value = lines
         .iter()
@@ -122,8 +126,26 @@ async fn port_is_honoured_and_json_logs_say_what_started() {
     assert_eq!(fields["store"], db.url);
     assert_eq!(fields["access"], "open");
     // A request gets its line, with status, latency and client address.
-    let resp = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap();
-    assert_eq!(resp.status(), 200);
+    let resp = reqwest::get(format!("http://127.0.0.1:{port}/api/docs/not-an-id")).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let request = tokio::task::spawn_blocking(move || {
+        loop {
+            let line = more.recv_timeout(PATIENCE).expect("a request line");
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && v["fields"]["message"] == "request"
+            {
+                break v;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let fields = &request["fields"];
+    assert_eq!(fields["method"], "GET", "{request}");
+    assert_eq!(fields["path"], "/api/docs/not-an-id", "{request}");
+    assert_eq!(fields["status"], 400, "{request}");
+    assert!(fields["latency_ms"].is_number(), "{request}");
+    assert!(fields["client"].as_str().is_some_and(|c| c.starts_with("127.0.0.1")), "{request}");
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 }
@@ -145,7 +167,7 @@ async fn a_database_that_is_not_up_yet_is_waited_for() {
         ("TANDEM_LOG", "tandem=info".to_string()),
     ];
     let waiting = tokio::task::spawn_blocking(move || start(&env, "does not answer yet"));
-    let (mut child, _) = waiting.await.unwrap();
+    let (mut child, _, _) = waiting.await.unwrap();
     let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
     sqlx::query(&format!("create database {name}")).execute(&mut conn).await.unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE * 2;
@@ -167,6 +189,8 @@ async fn a_database_that_is_not_up_yet_is_waited_for() {
 async fn start_up_errors_say_what_failed() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
+    // A port nobody listens on: connecting is refused at once.
+    let refusing = free_port();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a file");
     std::fs::write(&file, "").unwrap();
@@ -182,6 +206,15 @@ async fn start_up_errors_say_what_failed() {
         (
             vec![("TANDEM_LISTEN", "127.0.0.1:0".into()), ("DATABASE_URL", "mysql://x".into())],
             "unsupported database url".into(),
+        ),
+        // The database's own error (here the refused connection), not "pool timed out"; the
+        // password stays out of the message.
+        (
+            vec![
+                ("TANDEM_LISTEN", "127.0.0.1:0".into()),
+                ("DATABASE_URL", format!("postgres://tandem:hunter2@127.0.0.1:{refusing}/tandem")),
+            ],
+            "Connection refused".into(),
         ),
         (
             vec![("TANDEM_LISTEN", "127.0.0.1:0".into()), ("TANDEM_TLS_CERT", file.display().to_string())],
@@ -201,6 +234,7 @@ async fn start_up_errors_say_what_failed() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success());
         assert!(stderr.contains(&expected), "expected {expected:?} in {stderr}");
+        assert!(!stderr.contains("hunter2") && !stderr.contains("timed out"), "{stderr}");
     }
     drop(busy);
 }

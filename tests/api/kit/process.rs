@@ -16,6 +16,8 @@ pub struct Binary {
     pub addr: SocketAddr,
     database_url: String,
     env: Vec<(String, String)>,
+    /// The descriptor limit it runs with (soft and hard), if not inherited.
+    nofile: Option<u64>,
 }
 
 /// Resident memory of a process, from `/proc/PID/status`.
@@ -31,20 +33,31 @@ impl Binary {
     /// Starts the binary on an ephemeral port with `DATABASE_URL` and extra settings.
     pub fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Self::spawn("127.0.0.1:0".parse().expect("address"), database_url.to_owned(), env)
+        Self::spawn("127.0.0.1:0".parse().expect("address"), database_url.to_owned(), env, None)
+    }
+
+    /// As `start`, with at most `nofile` descriptors (soft and hard limit alike).
+    pub fn start_with_descriptors(database_url: &str, env: &[(&str, &str)], nofile: u64) -> Self {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::spawn("127.0.0.1:0".parse().expect("address"), database_url.to_owned(), env, Some(nofile))
     }
 
     /// A new process on the same database and port (clients come back to the address they
     /// knew), with the same settings. The port may still be held for a moment by the dying
     /// process: it retries until the bind succeeds.
     pub fn restart(&self) -> Self {
-        Self::spawn(self.addr, self.database_url.clone(), self.env.clone())
+        Self::spawn(self.addr, self.database_url.clone(), self.env.clone(), self.nofile)
     }
 
-    fn spawn(listen: SocketAddr, database_url: String, env: Vec<(String, String)>) -> Self {
+    fn spawn(
+        listen: SocketAddr,
+        database_url: String,
+        env: Vec<(String, String)>,
+        nofile: Option<u64>,
+    ) -> Self {
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         loop {
-            match Self::try_spawn(listen, &database_url, &env) {
+            match Self::try_spawn(listen, &database_url, &env, nofile) {
                 Ok(binary) => return binary,
                 Err(why) if std::time::Instant::now() < deadline => {
                     crate::helpers::shout(&format!("tandem did not start ({why}); retrying"));
@@ -55,7 +68,12 @@ impl Binary {
         }
     }
 
-    fn try_spawn(listen: SocketAddr, database_url: &str, env: &[(String, String)]) -> Result<Self, String> {
+    fn try_spawn(
+        listen: SocketAddr,
+        database_url: &str,
+        env: &[(String, String)],
+        nofile: Option<u64>,
+    ) -> Result<Self, String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_tandem"));
         command
             .env("TANDEM_LISTEN", listen.to_string())
@@ -67,6 +85,17 @@ impl Binary {
             .stderr(Stdio::inherit());
         for (key, value) in env {
             command.env(key, value);
+        }
+        if let Some(nofile) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
+            // SAFETY: setrlimit is async-signal-safe and only reads the struct given.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
         }
         let mut child = command.spawn().map_err(|e| format!("spawn: {e}"))?;
         let stdout = child.stdout.take().expect("stdout");
@@ -86,7 +115,7 @@ impl Binary {
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(addr) => {
                 let addr = addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?;
-                Ok(Self { child, addr, database_url: database_url.to_owned(), env: env.to_vec() })
+                Ok(Self { child, addr, database_url: database_url.to_owned(), env: env.to_vec(), nofile })
             }
             Err(_) => {
                 let _ = child.kill();

@@ -1,5 +1,7 @@
 //! Fanout: one writer and N readers on one document. The writer inserts one character at a time at a fixed rate;
 //! each reader times the arrival of every insert against the writer's send time (same process, monotonic clock).
+//! With `--flooders N`, N more connections meanwhile write to another document as fast as the server reads them:
+//! what a flood does to a normal document's latency, and what the message-rate limit lets through.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +42,10 @@ pub struct Args {
     /// Handshakes in flight while connecting the readers.
     #[arg(long, default_value_t = 50)]
     pub parallel: usize,
+    /// Connections that write one-character inserts to another document as fast as they can while the writer
+    /// writes (each reads and drops its echoes).
+    #[arg(long, default_value_t = 0)]
+    pub flooders: usize,
 }
 
 pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
@@ -63,6 +69,7 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
     // Send time of insert c (the writer's clock c), in nanoseconds after `base`; written before the frame is sent.
     let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..args.updates).map(|_| AtomicU64::new(0)).collect());
 
+    let flood = start_flood(ctx, args.flooders, last_send).await?;
     let cpu = ServerCpu::start(ctx.server_pid);
     let reader_tasks: Vec<_> = readers
         .into_iter()
@@ -82,6 +89,16 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
     let (send_behind, mut writer) = writer_task.await??;
     writer.close().await;
     let server_cpu_s = cpu.seconds();
+    let mut flood_sent = Vec::with_capacity(flood.len());
+    let mut flood_errors = 0usize;
+    for task in flood {
+        match task.await? {
+            Ok(sent) => flood_sent.push(sent),
+            Err(_) => flood_errors += 1,
+        }
+    }
+    let flood_seconds = (last_send - start).as_secs_f64();
+    flood_sent.sort_unstable();
 
     latencies.sort_unstable();
     let expected = (args.readers * args.updates) as f64;
@@ -102,6 +119,10 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
         "reader_errors": reader_errors,
         "writer_behind_ms": ms(send_behind),
         "server_cpu_s": server_cpu_s.map(|s| round(s, 3)),
+        "flooders": args.flooders,
+        "flood_errors": flood_errors,
+        "flood_updates": flood_sent.iter().sum::<u64>(),
+        "flood_rate_per_conn": stats::quantile(&flood_sent, 0.5).map(|n| round(n as f64 / flood_seconds, 1)),
     }));
     ctx.server_memory(&mut figures);
     Ok(figures)
@@ -180,4 +201,47 @@ async fn read_inserts(
     }
     let _ = ws.close(None).await;
     Ok(latencies)
+}
+
+/// Starts `count` flooders on a document of their own, each writing until `until`. Each task returns how many
+/// inserts it sent (the server's reading pace holds it back: a send waits while the socket is full).
+async fn start_flood(
+    ctx: &Ctx,
+    count: usize,
+    until: Instant,
+) -> Result<Vec<tokio::task::JoinHandle<Result<u64>>>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let doc = create_docs(ctx, "flood", 1).await?.remove(0);
+    let flooders =
+        connect_many(ctx, std::slice::from_ref(&doc), count, 50, |i| new_doc(2_000_000 + i as u64))
+            .await
+            .context("connect flooders")?;
+    Ok(flooders.into_iter().map(|(ws, doc)| tokio::spawn(flood(ws, doc, until))).collect())
+}
+
+/// One flooder: inserts one character per update, as fast as the socket takes them, until `until`.
+async fn flood(ws: Ws, doc: Doc, until: Instant) -> Result<u64> {
+    let (mut sink, mut stream) = ws.split();
+    let drain = tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+    let text = doc.get_or_insert_text(TEXT_NAME);
+    let mut sent = 0u64;
+    while Instant::now() < until {
+        let update = {
+            let mut txn = doc.transact_mut();
+            let end = text.len(&txn);
+            text.insert(&mut txn, end, "f");
+            txn.encode_update_v1()
+        };
+        let send = sink.send(client::update_frame(update));
+        match tokio::time::timeout_at(until, send).await {
+            Ok(result) => result.context("flooder send")?,
+            Err(_) => break,
+        }
+        sent += 1;
+    }
+    let _ = sink.send(tungstenite::Message::Close(None)).await;
+    drain.abort();
+    Ok(sent)
 }
