@@ -474,8 +474,13 @@ impl Client {
     /// Waits until the server has applied (and echoed back, maybe merged with others) every
     /// change this client has sent.
     pub async fn settled(&mut self) {
+        self.settled_within(PATIENCE).await;
+    }
+
+    /// As [`Self::settled`], for a client the server holds back on purpose.
+    pub async fn settled_within(&mut self, patience: Duration) {
         let own = self.doc().transact().state_vector().get(&self.client_id());
-        self.wait_until("every update echoed", |c| c.echoed_clock >= own).await;
+        self.wait_until_within("every update echoed", patience, |c| c.echoed_clock >= own).await;
     }
 
     pub async fn append(&mut self, chunk: &str) {
@@ -503,12 +508,24 @@ impl Client {
     }
 
     /// Reads and handles frames until `done` holds; panics after [`PATIENCE`].
-    pub async fn wait_until(&mut self, what: &str, mut done: impl FnMut(&Client) -> bool) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
+    pub async fn wait_until(&mut self, what: &str, done: impl FnMut(&Client) -> bool) {
+        self.wait_until_within(what, PATIENCE, done).await;
+    }
+
+    /// As [`Self::wait_until`], with a patience of its own.
+    pub async fn wait_until_within(
+        &mut self,
+        what: &str,
+        patience: Duration,
+        mut done: impl FnMut(&Client) -> bool,
+    ) {
+        let deadline = tokio::time::Instant::now() + patience;
         while !done(self) {
-            let frame = tokio::time::timeout_at(deadline, self.socket.next())
-                .await
-                .unwrap_or_else(|_| panic!("timed out waiting until {what}; text {:?}", self.text()));
+            let frame = tokio::time::timeout_at(deadline, self.socket.next()).await.unwrap_or_else(|_| {
+                let text = self.text();
+                let head: String = text.chars().take(120).collect();
+                panic!("timed out waiting until {what}; text of {} chars: {head:?}...", text.chars().count())
+            });
             match frame {
                 Some(Ok(frame)) => self.handle(frame).await,
                 Some(Err(err)) => panic!("socket error while waiting until {what}: {err}"),

@@ -2,7 +2,9 @@
 //! frame, the message rate (which slows a client down instead of closing it), frame
 //! deadlines and pings. Each holds for the offender only; everyone else carries on.
 
-use crate::helpers::{Backend, Client, TestApp};
+use std::time::Duration;
+
+use crate::helpers::{Backend, Client, PATIENCE, TestApp};
 use crate::on_both_backends;
 use crate::wire::{RawSocket, client_frame, op};
 
@@ -55,7 +57,9 @@ async fn a_client_writing_as_fast_as_it_can_is_slowed_down_never_closed() {
     for i in 0..20_000u32 {
         writer.insert(start + i, "x").await;
     }
-    writer.settled().await;
+    // The socket buffers take most of the 20,000 at once; the server reads 5,000 at once and
+    // then 1,000 a second: at least 15 s of echoes to wait for.
+    writer.settled_within(Duration::from_secs(15) + PATIENCE * 2).await;
     assert!(writer.closed.is_none(), "the fast writer was closed: {:?}", writer.closed);
     let expected = format!("intact{}", "x".repeat(20_000));
     assert_eq!(app.text(&id).await, expected, "an update was lost");
