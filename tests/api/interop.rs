@@ -112,3 +112,31 @@ async fn stock_providers_over_wss() {
     assert!(served.ends_with(text), "{served}");
     assert_eq!(text.len(), 40 * 4 + "A-offline;".len() + "B-online;".len(), "{text}");
 }
+
+/// The default message rate, held against what people and bots send through the stock
+/// provider: fast typing with its cursor, a 1 MiB paste, a day of offline edits sent on
+/// reconnect, a bot writing 800 updates a second. None of them is held back, every edit
+/// arrives, and the peaks are printed (the README's reasons for the default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_rates_are_never_held_back_by_the_default_limit() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let id = app.create_doc("everyday rates").await;
+    let test = "everyday_rates_are_never_held_back_by_the_default_limit";
+    let Some(result) = run_script(test, "everyday_rates.mjs", &app, &id, &[]).await else {
+        return;
+    };
+    let length = result["text_length"].as_u64().expect("text_length") as usize;
+    assert_eq!(app.text(&id).await.chars().count(), length);
+    let metrics = app.request(reqwest::Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    let throttled = crate::metrics::sample(&metrics, "tandem_throttled_total").unwrap_or(0.0);
+    crate::kit::figures::report(
+        "everyday rates (frames the stock provider sent: all, and the most in one second)",
+        &result["activities"].to_string(),
+    );
+    assert_eq!(throttled, 0.0, "the default limit held back everyday use: {result}");
+    let limit = f64::from(app.config.max_messages_per_sec);
+    for (name, activity) in result["activities"].as_object().expect("activities") {
+        let peak = activity["peak_per_second"].as_f64().expect("peak");
+        assert!(peak < limit, "{name} sent {peak} frames in one second, the default allows {limit}");
+    }
+}
