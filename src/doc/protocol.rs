@@ -191,7 +191,7 @@ fn decode_update(bytes: &[u8]) -> Result<Option<Update>, ProtocolError> {
     if update.is_empty() {
         return Ok(None);
     }
-    if !survives_reencoding(&update) {
+    if !survives_reencoding(&update, bytes) {
         return Err(ProtocolError::BadUpdate("yrs cannot read the update back once encoded".into()));
     }
     Ok(Some(update))

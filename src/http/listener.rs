@@ -60,8 +60,10 @@ struct Edge {
     refusing: AtomicUsize,
 }
 
-/// The TCP stream, maybe wrapped in TLS.
-type Stream = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
+/// The TCP stream, maybe wrapped in TLS. The TLS state is boxed: an upgraded socket keeps its
+/// stream for life, and inline the TLS variant (1,224 bytes of rustls state) would make
+/// every plain connection as large.
+type Stream = Either<TcpStream, Box<tokio_rustls::server::TlsStream<TcpStream>>>;
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight
 /// finish (for a while) and returns. Upgraded WebSockets live on in their own tasks.
@@ -126,7 +128,7 @@ impl Edge {
             return Some(Either::Left(tcp));
         };
         match timeout(wait, tls.acceptor().accept(tcp)).await {
-            Ok(Ok(stream)) => Some(Either::Right(stream)),
+            Ok(Ok(stream)) => Some(Either::Right(Box::new(stream))),
             Ok(Err(err)) => {
                 tracing::debug!(error = %err, "TLS handshake failed");
                 None
