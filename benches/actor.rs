@@ -68,8 +68,12 @@ async fn run_once(backend: &Backend, messages: Vec<ClientMessage>) -> Duration {
     let store = Store::connect(&url).await.expect("store");
     let doc = store.create_doc(&Title::default()).await.expect("doc");
     let id: DocId = doc.id;
-    let registry =
-        Registry::new(store.clone(), DocSettings::from(&Config::defaults()), tandem::metrics::Metrics::new());
+    let registry = Registry::new(
+        store.clone(),
+        DocSettings::from(&Config::defaults()),
+        tandem::metrics::Metrics::new(),
+        None,
+    );
     // A queue as long as the trace: the bench's own subscriber never reads its echoes.
     let (handle, subscription) =
         registry.connect(id, messages.len() + 16, Peer::writer()).await.expect("connect");

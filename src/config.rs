@@ -215,6 +215,11 @@ pub struct Config {
     #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Redis (`redis://host:6379`) to run several instances behind a load balancer: each
+    /// fans out what its clients send to the others through it. Needs Postgres.
+    #[arg(long, env = "TANDEM_REDIS_URL")]
+    pub redis_url: Option<String>,
+
     /// How long to keep trying to reach the database at start (with backoff), in
     /// milliseconds, before giving up.
     #[arg(long, env = "TANDEM_DATABASE_WAIT_MS", default_value_t = 30_000)]

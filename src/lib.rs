@@ -4,6 +4,8 @@
 
 /// Access control: tokens, scopes, what each request may do.
 pub mod auth;
+/// Several instances behind a load balancer: fan-out through Redis pub/sub.
+pub mod cluster;
 /// Every setting: flag, then `TANDEM_*` environment variable, then default.
 pub mod config;
 /// Open documents: one actor per document owning its yrs `Doc` and awareness; the

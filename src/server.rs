@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::doc::{DocSettings, Registry};
 use crate::http::{self, AppState, EdgeSettings, LimitSettings, Limits, Origins, SocketSettings, Tls};
@@ -38,7 +39,8 @@ pub async fn run(
     let metrics = Metrics::new();
     let limits = Limits::new(limit_settings(&config), metrics.clone());
     let store = connect_store(&config).await?;
-    let registry = Registry::new(store.clone(), DocSettings::from(&config), metrics.clone());
+    let cluster = join_cluster(&config, &store).await?;
+    let registry = Registry::new(store.clone(), DocSettings::from(&config), metrics.clone(), cluster.clone());
     let connections = TaskTracker::new();
     let sockets = Arc::new(socket_settings(&config, &metrics));
     let state = AppState {
@@ -134,6 +136,35 @@ fn socket_settings(config: &Config, metrics: &Metrics) -> SocketSettings {
         frame_timeout: config.frame_timeout(),
         client_queue: config.client_queue,
         metrics: metrics.clone(),
+    }
+}
+
+/// With `--redis-url`: the connection to the other instances (tried again with backoff for
+/// `--database-wait-ms`, as the database is). Needs Postgres: the record every instance
+/// writes and reads.
+async fn join_cluster(config: &Config, store: &Store) -> anyhow::Result<Option<Cluster>> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    if store.backend() != "postgres" {
+        anyhow::bail!(
+            "--redis-url runs several instances on one database, which needs Postgres: \
+             set DATABASE_URL=postgres://... (the embedded SQLite file is one instance's own)"
+        );
+    }
+    let shown = redact(url);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(config.database_wait_ms);
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match Cluster::connect(url).await {
+            Ok(cluster) => return Ok(Some(cluster)),
+            Err(err) if tokio::time::Instant::now() + wait < deadline => {
+                tracing::warn!(redis = %shown, error = %err, "Redis does not answer yet; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err).with_context(|| format!("connecting to Redis at {shown}")),
+        }
     }
 }
 

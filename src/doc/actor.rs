@@ -25,7 +25,9 @@ use super::persist::Persist;
 use super::presence::{self, Heard, Presence};
 use super::protocol::{self, ClientMessage, IncomingAwareness, IncomingUpdate};
 use super::registry::DocSettings;
+use super::remote::{Remote, Step};
 use super::size::DocSize;
+use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 use crate::model::DocId;
 use crate::store::{Store, StoreError};
@@ -39,7 +41,10 @@ const MAX_BURST: usize = 256;
 /// Why the run loop ended.
 enum Exit {
     Idle,
+    /// Deleted here (answer when done) or found deleted in the store.
     Deleted(oneshot::Sender<()>),
+    /// Another instance deleted it.
+    DeletedElsewhere,
     Shutdown,
     Failed,
 }
@@ -65,6 +70,8 @@ pub(super) struct DocActor {
     started: std::time::Instant,
     /// Commands taken from the inbox in one go (kept to reuse its allocation).
     burst: Vec<DocMsg>,
+    /// The other instances that have the document open (in a cluster).
+    remote: Option<Remote>,
 }
 
 impl DocActor {
@@ -75,9 +82,22 @@ impl DocActor {
         store: Store,
         settings: Arc<DocSettings>,
         metrics: Metrics,
+        cluster: Option<Cluster>,
         mut inbox: mpsc::Receiver<DocMsg>,
         cancel: CancellationToken,
     ) {
+        // In a cluster: subscribe first, then load, so that nothing falls in between.
+        let remote = match cluster {
+            None => None,
+            Some(cluster) => match cluster.join(id).await {
+                Ok(link) => Some(Remote::new(id, store.clone(), link)),
+                Err(err) => {
+                    tracing::error!(error = %err, "could not join the document's channel");
+                    refuse_all(&mut inbox, &DocError::Load(err.to_string())).await;
+                    return;
+                }
+            },
+        };
         let loading = Instant::now();
         let loaded = tokio::select! {
             loaded = load(id, &store) => loaded,
@@ -116,6 +136,7 @@ impl DocActor {
             last_activity: Instant::now(),
             started,
             burst: Vec::new(),
+            remote,
         };
         metrics.documents_open.inc();
         let exit = actor.serve(&cancel).await;
@@ -150,6 +171,11 @@ impl DocActor {
                 () = sleep_until(write_due.unwrap_or_else(Instant::now)), if write_due.is_some() => {
                     self.start_write();
                 }
+                step = next_remote(&mut self.remote) => {
+                    if let Some(exit) = self.on_remote(step) {
+                        return exit;
+                    }
+                }
                 _ = sweep.tick() => self.sweep_awareness(),
                 () = sleep_until(idle_at), if idle => return Exit::Idle,
                 () = cancel.cancelled() => return Exit::Shutdown,
@@ -161,6 +187,8 @@ impl DocActor {
     /// whatever is still queued.
     async fn stop(mut self, exit: Exit) {
         self.inbox.close();
+        // Deleted here: the other instances close their sockets too.
+        let deleted_here = matches!(exit, Exit::Deleted(_));
         match exit {
             Exit::Idle => {
                 tracing::debug!("unloading idle document");
@@ -179,6 +207,10 @@ impl DocActor {
                 self.kick_all(Close::DELETED);
                 let _ = respond_to.send(());
             }
+            Exit::DeletedElsewhere => self.kick_all(Close::DELETED),
+        }
+        if let Some(remote) = self.remote.take() {
+            remote.leave(deleted_here).await;
         }
         refuse_all(&mut self.inbox, &DocError::Gone).await;
         for waiter in self.flush_waiters.drain(..) {
@@ -353,6 +385,9 @@ impl DocActor {
             self.persist.push(update, now);
         }
         for frame in applied.broadcast {
+            if let Some(remote) = &mut self.remote {
+                remote.publish_update(frame.clone());
+            }
             self.broadcast(frame);
         }
         if !applied.refused.is_empty() {
@@ -417,7 +452,12 @@ impl DocActor {
             .apply(&mut self.awareness, conn, incoming, |owner| fanout.same_principal(conn, owner));
         match heard {
             Heard::Nothing => {}
-            Heard::Changed(frame) => self.broadcast(frame),
+            Heard::Changed(frame) => {
+                if let Some(remote) = &mut self.remote {
+                    remote.publish_awareness(frame.clone());
+                }
+                self.broadcast(frame);
+            }
             // Every state it announced goes with it, and the others hear of the removal only.
             Heard::TooMany => self.remove(&[conn], Some(Close::TOO_MANY_AWARENESS)),
         }
@@ -430,6 +470,58 @@ impl DocActor {
         if let Some(frame) = self.presence.sweep(&mut self.awareness, now, timeout) {
             self.broadcast(frame);
         }
+    }
+
+    /// What another instance said, or a read of the store the cluster asked for.
+    fn on_remote(&mut self, step: Step) -> Option<Exit> {
+        match step {
+            Step::Update { frame, peer } => {
+                for message in decode_peer(&frame) {
+                    let ClientMessage::Update(update) = message else { continue };
+                    let len = update.raw.len();
+                    match apply::apply(self.awareness.doc(), vec![(peer, update)]) {
+                        // Stored by the instance that took it from its client; here only applied.
+                        Ok(applied) => {
+                            self.size.grew(len);
+                            applied.broadcast.into_iter().for_each(|frame| self.broadcast(frame));
+                        }
+                        Err(Panicked) => return Some(Exit::Failed),
+                    }
+                }
+            }
+            Step::Awareness { frame, peer } => {
+                for message in decode_peer(&frame) {
+                    let ClientMessage::Awareness(incoming) = message else { continue };
+                    // A peer speaks for all its clients: it owns what it says, however many.
+                    let heard =
+                        self.presence.apply_for(&mut self.awareness, peer, incoming, usize::MAX, |_| true);
+                    if let Heard::Changed(frame) = heard {
+                        self.broadcast(frame);
+                    }
+                }
+            }
+            Step::Gone(peers) => {
+                if let Some(frame) = self.presence.forget(&mut self.awareness, &peers) {
+                    self.broadcast(frame);
+                }
+            }
+            Step::Deleted => return Some(Exit::DeletedElsewhere),
+            Step::CaughtUp(Ok(stored)) => {
+                let parts = stored.snapshot.iter().chain(&stored.updates).map(Vec::as_slice);
+                match apply::apply_stored(self.awareness.doc(), parts) {
+                    Ok(Some(frame)) => {
+                        tracing::debug!(bytes = frame.len(), "caught up from the store");
+                        self.broadcast(frame);
+                    }
+                    Ok(None) => {}
+                    Err(Panicked) => return Some(Exit::Failed),
+                }
+            }
+            Step::CaughtUp(Err(StoreError::NotFound)) => return Some(Exit::DeletedElsewhere),
+            Step::CaughtUp(Err(err)) => tracing::warn!(error = %err, "could not catch up from the store"),
+            Step::Nothing => {}
+        }
+        None
     }
 
     /// Sends one frame to one connection; drops the connection if its queue is full.
@@ -468,6 +560,9 @@ impl DocActor {
             self.persist.hurry();
         }
         let removal = self.presence.forget(&mut self.awareness, conns);
+        if let (Some(remote), Some(frame)) = (&mut self.remote, &removal) {
+            remote.publish_awareness(frame.clone());
+        }
         tracing::debug!(
             connections = self.fanout.len(),
             awareness_removed = removal.is_some(),
@@ -573,4 +668,21 @@ async fn refuse_all(inbox: &mut mpsc::Receiver<DocMsg>, err: &DocError) {
             DocMsg::Fail => {}
         }
     }
+}
+
+/// The next step of the cluster, if the document is in one; never otherwise.
+async fn next_remote(remote: &mut Option<Remote>) -> Step {
+    match remote {
+        Some(remote) => remote.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The messages of a peer's frame. Checked as a client's are (a peer is another tandem, but
+/// Redis is a shared bus): what does not decode is dropped.
+fn decode_peer(frame: &Bytes) -> Vec<ClientMessage> {
+    protocol::decode_frame(frame, 1).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "a peer's message does not decode");
+        Vec::new()
+    })
 }

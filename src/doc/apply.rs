@@ -9,6 +9,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use yrs::updates::decoder::Decode;
 use yrs::{Doc, ReadTxn, Transact};
 
 use super::handle::ConnId;
@@ -45,6 +46,39 @@ pub(super) fn apply(doc: &Doc, mut updates: Vec<(ConnId, IncomingUpdate)>) -> Re
         }
         _ => apply_many(doc, updates),
     }
+}
+
+/// Applies what the store holds (a catch-up in a cluster: rows other instances wrote); the
+/// update message for the connections if anything was new to this document.
+pub(super) fn apply_stored<'a>(
+    doc: &Doc,
+    parts: impl Iterator<Item = &'a [u8]>,
+) -> Result<Option<Bytes>, Panicked> {
+    let merged = Arc::new(Mutex::new(None::<Vec<u8>>));
+    let slot = Arc::clone(&merged);
+    let _ = doc.observe_update_v1(MERGED_KEY, move |_, event| {
+        if let Ok(mut slot) = slot.lock() {
+            *slot = Some(event.update.clone());
+        }
+    });
+    let applied = catch_unwind(AssertUnwindSafe(|| {
+        let mut txn = doc.transact_mut();
+        for part in parts {
+            let Ok(update) = yrs::Update::decode_v1(part) else { continue };
+            if admit(&txn, &update) == Admit::Apply {
+                let _ = txn.apply_update(update);
+            }
+        }
+    }));
+    let _ = doc.unobserve_update_v1(MERGED_KEY);
+    applied.map_err(|_| Panicked)?;
+    let merged = merged.lock().ok().and_then(|mut slot| slot.take());
+    Ok(merged.filter(|update| !update_is_empty(update)).map(|update| protocol::encode_update(&update)))
+}
+
+/// An update that carries nothing (two zero counts: no blocks, no deletions).
+fn update_is_empty(update: &[u8]) -> bool {
+    update == [0, 0]
 }
 
 fn apply_one(doc: &Doc, conn: ConnId, incoming: IncomingUpdate) -> Result<Applied, Panicked> {
@@ -286,6 +320,41 @@ mod tests {
         // Ada's update arrives: Bob's waiting one goes in with it.
         apply(&server, vec![incoming(&first)]).unwrap();
         assert_eq!(text(&server), "abcdef");
+    }
+
+    #[test]
+    fn an_update_that_continues_a_pending_one_is_no_gap() {
+        // Bob's two edits wait for Ada's: the second continues the first's clocks, which the
+        // document holds pending, not integrated (in a cluster, another instance's updates
+        // can arrive before those they depend on).
+        let (first, second) = dependent_pair();
+        let bob = Doc::with_client_id(2);
+        bob.transact_mut().apply_update(Update::decode_v1(&first).unwrap()).unwrap();
+        bob.transact_mut().apply_update(Update::decode_v1(&second).unwrap()).unwrap();
+        let third = edit(&bob, 6, "ghi");
+        let server = Doc::new();
+        for update in [&second, &third] {
+            let out = apply(&server, vec![incoming(update)]).unwrap();
+            assert!(out.refused.is_empty(), "a continuation of a pending update was refused");
+        }
+        assert!(server.transact().has_missing_updates());
+        apply(&server, vec![incoming(&first)]).unwrap();
+        assert_eq!(text(&server), "abcdefghi");
+    }
+
+    #[test]
+    fn stored_parts_already_held_bring_nothing_new() {
+        let (first, second) = dependent_pair();
+        let server = Doc::new();
+        apply(&server, vec![incoming(&first), incoming(&second)]).unwrap();
+        let parts = [first.as_slice(), second.as_slice()];
+        assert_eq!(apply_stored(&server, parts.into_iter()).unwrap(), None);
+        let carol = Doc::with_client_id(3);
+        let news = edit(&carol, 0, "xyz");
+        let frame = apply_stored(&server, [news.as_slice(), first.as_slice()].into_iter()).unwrap();
+        assert!(frame.is_some(), "a stored update the document lacked is passed on");
+        let text = text(&server);
+        assert!(text.len() == 9 && text.contains("xyz") && text.contains("abcdef"), "{text}");
     }
 
     #[test]

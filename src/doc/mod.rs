@@ -18,6 +18,7 @@ mod persist;
 mod presence;
 pub mod protocol;
 mod registry;
+mod remote;
 mod size;
 mod untrusted;
 

@@ -70,6 +70,8 @@ pub(super) struct Persist {
     flush_interval: Duration,
     snapshot_updates: u64,
     snapshot_bytes: u64,
+    /// Other instances write this document's log too (see `Store::write_snapshot`).
+    shared_log: bool,
     /// Most bytes of applied updates held unstored; past it new updates are refused.
     max_pending_bytes: u64,
     /// Applied updates not yet in the store, oldest first.
@@ -119,6 +121,7 @@ impl Persist {
             flush_interval: settings.flush_interval,
             snapshot_updates: settings.snapshot_updates,
             snapshot_bytes: settings.snapshot_bytes,
+            shared_log: settings.shared_log,
             max_pending_bytes: settings.max_pending_bytes,
             pending: Vec::new(),
             pending_bytes: 0,
@@ -245,13 +248,14 @@ impl Persist {
         let started = Instant::now();
         let future = if self.snapshot_due() {
             let upto_seq = self.last_seq;
+            let shared = self.shared_log;
             let state = state();
             let was_owed = mem::take(&mut self.snapshot_owed);
             let dropped = mem::take(&mut self.dropped);
             let carries = (batch.len() + dropped.updates, bytes + dropped.bytes);
             self.in_flight_info = Some(("snapshot", started, carries.0, carries.1));
             async move {
-                let result = store.write_snapshot(id, upto_seq, state).await.map(|()| upto_seq);
+                let result = store.write_snapshot(id, upto_seq, state, shared).await.map(|()| upto_seq);
                 let job = Job::Snapshot { folded: batch, folded_bytes: bytes, dropped, was_owed };
                 Outcome { job, result }
             }
@@ -385,6 +389,7 @@ mod tests {
             idle_unload: Duration::from_secs(30),
             awareness_timeout: Duration::from_secs(30),
             max_doc_bytes: u64::MAX,
+            shared_log: false,
             max_pending_bytes: 3000,
         }
     }

@@ -47,6 +47,19 @@ impl Presence {
         incoming: IncomingAwareness,
         may_take_over: impl Fn(ConnId) -> bool,
     ) -> Heard {
+        self.apply_for(awareness, conn, incoming, MAX_AWARENESS_CLIENTS, may_take_over)
+    }
+
+    /// As [`Presence::apply`], with `limit` client ids for `conn` (another instance speaks
+    /// for all its clients).
+    pub(super) fn apply_for(
+        &mut self,
+        awareness: &mut Awareness,
+        conn: ConnId,
+        incoming: IncomingAwareness,
+        limit: usize,
+        may_take_over: impl Fn(ConnId) -> bool,
+    ) -> Heard {
         let IncomingAwareness { mut update, frame } = incoming;
         let before = update.clients.len();
         update.clients.retain(|client, _| match self.owners.get(client) {
@@ -78,7 +91,7 @@ impl Presence {
         for client in &summary.removed {
             self.owners.remove(client);
         }
-        if !summary.added.is_empty() && self.owned_by(conn) > MAX_AWARENESS_CLIENTS {
+        if !summary.added.is_empty() && self.owned_by(conn) > limit {
             return Heard::TooMany;
         }
         Heard::Changed(kept.map_or(frame, protocol::encode_awareness))

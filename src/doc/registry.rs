@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::actor::DocActor;
 use super::handle::{DocError, DocHandle, INBOX_CAPACITY, Peer, Subscription};
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::DocId;
@@ -29,6 +30,8 @@ pub struct DocSettings {
     pub awareness_timeout: Duration,
     /// Largest encoded state a document may grow to.
     pub max_doc_bytes: u64,
+    /// Several instances write the documents' logs (a cluster).
+    pub shared_log: bool,
     /// Most bytes of applied updates a document holds unstored (see `persist`).
     pub max_pending_bytes: u64,
 }
@@ -42,6 +45,7 @@ impl From<&Config> for DocSettings {
             idle_unload: config.idle_unload(),
             awareness_timeout: config.awareness_timeout(),
             max_doc_bytes: config.max_doc_bytes,
+            shared_log: config.redis_url.is_some(),
             max_pending_bytes: config.max_pending_bytes,
         }
     }
@@ -66,6 +70,8 @@ struct Inner {
     store: Store,
     settings: Arc<DocSettings>,
     metrics: Metrics,
+    /// The other instances, in a cluster.
+    cluster: Option<Cluster>,
     /// Cancelled at shutdown: every actor saves and stops.
     cancel: CancellationToken,
     /// Every actor task, so shutdown can wait for their last writes.
@@ -73,13 +79,14 @@ struct Inner {
 }
 
 impl Registry {
-    pub fn new(store: Store, settings: DocSettings, metrics: Metrics) -> Self {
+    pub fn new(store: Store, settings: DocSettings, metrics: Metrics, cluster: Option<Cluster>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 docs: Mutex::new(HashMap::new()),
                 store,
                 settings: Arc::new(settings),
                 metrics,
+                cluster,
                 cancel: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
@@ -118,6 +125,7 @@ impl Registry {
             inner.store.clone(),
             Arc::clone(&inner.settings),
             inner.metrics.clone(),
+            inner.cluster.clone(),
             inbox,
             cancel,
         );
@@ -261,7 +269,7 @@ mod tests {
         let store = Store::connect(&url).await.unwrap();
         let id = store.create_doc(&Title::default()).await.unwrap().id;
         let metrics = Metrics::new();
-        let registry = Registry::new(store, DocSettings::from(&Config::defaults()), metrics.clone());
+        let registry = Registry::new(store, DocSettings::from(&Config::defaults()), metrics.clone(), None);
         let asks = (0..50).map(|_| {
             let registry = registry.clone();
             tokio::spawn(async move { registry.exists(id).await })
@@ -281,7 +289,7 @@ mod tests {
         let store = Store::connect(&url).await.unwrap();
         let id = store.create_doc(&Title::default()).await.unwrap().id;
         let settings = DocSettings::from(&Config { flush_ms: 3_600_000, ..Config::defaults() });
-        let registry = Registry::new(store, settings, Metrics::new());
+        let registry = Registry::new(store, settings, Metrics::new(), None);
         let (handle, sub) = registry.connect(id, 16, Peer::writer()).await.unwrap();
 
         // Another connection holds SQLite's write lock: the actor's writes wait for it.

@@ -142,9 +142,10 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %err, "database unavailable");
                 Self::Unavailable("database unavailable; try again later")
             }
-            err @ (StoreError::UnsupportedUrl(_) | StoreError::Migrate(_) | StoreError::Folder { .. }) => {
-                Self::Internal(err.to_string())
-            }
+            err @ (StoreError::UnsupportedUrl(_)
+            | StoreError::Migrate(_)
+            | StoreError::Folder { .. }
+            | StoreError::Merge(_)) => Self::Internal(err.to_string()),
         }
     }
 }

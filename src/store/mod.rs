@@ -43,6 +43,9 @@ pub enum StoreError {
     Shared(Arc<sqlx::Error>),
     #[error("the database writer has stopped")]
     WriterStopped,
+    /// Stored updates that yrs could not merge into a snapshot.
+    #[error("merging stored updates: {0}")]
+    Merge(String),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("could not create the database folder {path}: {source}")]
@@ -67,7 +70,11 @@ impl StoreError {
         match self {
             Self::Database(err) => !matches!(err, sqlx::Error::Configuration(_) | sqlx::Error::Migrate(_)),
             Self::Shared(_) | Self::WriterStopped => true,
-            Self::NotFound | Self::UnsupportedUrl(_) | Self::Migrate(_) | Self::Folder { .. } => false,
+            Self::NotFound
+            | Self::UnsupportedUrl(_)
+            | Self::Migrate(_)
+            | Self::Folder { .. }
+            | Self::Merge(_) => false,
         }
     }
 }
@@ -208,9 +215,22 @@ impl Store {
     /// Stores `state` as the snapshot covering every log row up to `upto_seq`, deletes those
     /// rows and older snapshots, and marks the document updated, in one transaction.
     /// `NotFound` if the document is gone.
-    pub async fn write_snapshot(&self, id: DocId, upto_seq: i64, state: Vec<u8>) -> Result<(), StoreError> {
+    ///
+    /// With a log that several instances write (`shared`, Postgres only), one instance's
+    /// state may lack rows others wrote, and rows may become visible out of `seq` order;
+    /// then only one instance compacts a document at a time (an advisory lock; the others
+    /// skip), the snapshot is what the database holds (the last snapshot and the rows read,
+    /// merged with `state`), and it deletes exactly the rows it read.
+    pub async fn write_snapshot(
+        &self,
+        id: DocId,
+        upto_seq: i64,
+        state: Vec<u8>,
+        shared: bool,
+    ) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(db) => db.write_snapshot(id, upto_seq, state).await,
+            Self::Postgres(pool) if shared => postgres::compact_shared(pool, id, &state).await,
             Self::Postgres(pool) => postgres::write_snapshot(pool, id, upto_seq, &state).await,
         }
     }

@@ -147,13 +147,15 @@ pub(super) async fn load_state(pool: &PgPool, id: DocId) -> Result<StoredState, 
         state.last_seq = row.try_get("upto_seq")?;
         state.snapshot = Some(row.try_get("state")?);
     }
-    let rows = sqlx::query("select seq, data from doc_updates where doc_id = $1 and seq > $2 order by seq")
+    // Every row left, not only those after the snapshot's seq: with several writers a row
+    // below it may have been invisible to the compaction, which then left it (see
+    // `compact_shared`). A row a snapshot covers is deleted with it, in its transaction.
+    let rows = sqlx::query("select seq, data from doc_updates where doc_id = $1 order by seq")
         .bind(id)
-        .bind(state.last_seq)
         .fetch_all(&mut *tx)
         .await?;
     for row in rows {
-        state.last_seq = row.try_get("seq")?;
+        state.last_seq = state.last_seq.max(row.try_get("seq")?);
         state.updates.push(row.try_get("data")?);
     }
     tx.commit().await?;
@@ -214,6 +216,91 @@ pub(super) async fn append_updates(
     .await?;
     tx.commit().await?;
     Ok(last_seq.max(stored_seq.unwrap_or_default()))
+}
+
+/// Compacts a log several instances write: under an advisory lock (another instance
+/// compacting the document makes this one skip), the last snapshot, every row visible now and
+/// `state` merged into one snapshot, which replaces exactly the rows read. A row committed
+/// later, even with a lower `seq`, stays in the log, and loads read every row.
+pub(super) async fn compact_shared(pool: &PgPool, id: DocId, state: &[u8]) -> Result<(), StoreError> {
+    let key = advisory_key(id);
+    let id = id.as_uuid();
+    let mut tx = pool.begin().await?;
+    let locked: bool =
+        sqlx::query_scalar("select pg_try_advisory_xact_lock($1)").bind(key).fetch_one(&mut *tx).await?;
+    if !locked {
+        tracing::debug!(doc_id = %id, "another instance is compacting this document");
+        return Ok(());
+    }
+    touch(&mut tx, id).await?;
+    let snapshot = sqlx::query(
+        "select upto_seq, state from doc_snapshots where doc_id = $1 order by upto_seq desc limit 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let mut upto_seq = 0i64;
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    if let Some(row) = snapshot {
+        upto_seq = row.try_get("upto_seq")?;
+        parts.push(row.try_get("state")?);
+    }
+    let rows = sqlx::query("select seq, data from doc_updates where doc_id = $1")
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut read = Vec::with_capacity(rows.len());
+    for row in rows {
+        let seq: i64 = row.try_get("seq")?;
+        upto_seq = upto_seq.max(seq);
+        read.push(seq);
+        parts.push(row.try_get("data")?);
+    }
+    parts.push(state.to_vec());
+    let merged = merge(&parts)?;
+    sqlx::query(
+        "insert into doc_snapshots (doc_id, upto_seq, state) values ($1, $2, $3)
+         on conflict (doc_id, upto_seq) do update set state = excluded.state, created_at = now()",
+    )
+    .bind(id)
+    .bind(upto_seq)
+    .bind(&merged)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("delete from doc_updates where doc_id = $1 and seq = any($2)")
+        .bind(id)
+        .bind(&read)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("delete from doc_snapshots where doc_id = $1 and upto_seq < $2")
+        .bind(id)
+        .bind(upto_seq)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One update holding every part: applied to a fresh document, which sets aside what it
+/// already holds (the parts overlap: the state holds rows, the snapshot holds rows).
+fn merge(parts: &[Vec<u8>]) -> Result<Vec<u8>, StoreError> {
+    use yrs::updates::decoder::Decode;
+    use yrs::{ReadTxn, Transact};
+    let doc = yrs::Doc::new();
+    {
+        let mut txn = doc.transact_mut();
+        for part in parts {
+            let update = yrs::Update::decode_v1(part).map_err(|err| StoreError::Merge(err.to_string()))?;
+            txn.apply_update(update).map_err(|err| StoreError::Merge(err.to_string()))?;
+        }
+    }
+    Ok(doc.transact().encode_state_as_update_v1(&yrs::StateVector::default()))
+}
+
+/// The advisory lock of a document's compaction: the first 64 bits of its id.
+fn advisory_key(id: DocId) -> i64 {
+    let bytes = id.as_uuid().into_bytes();
+    i64::from_be_bytes(bytes[..8].try_into().expect("eight bytes"))
 }
 
 pub(super) async fn write_snapshot(

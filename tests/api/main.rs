@@ -8,6 +8,7 @@ mod wire;
 
 mod access;
 mod awareness;
+mod cluster;
 mod convergence;
 mod crash;
 mod docs;

@@ -253,7 +253,7 @@ async fn many_documents_write_at_once(backend: Backend) {
         let store = store.clone();
         async move {
             let upto_seq = store.load_state(id).await.unwrap().last_seq;
-            store.write_snapshot(id, upto_seq, update_for(i).to_vec()).await.map(|()| (i, id))
+            store.write_snapshot(id, upto_seq, update_for(i).to_vec(), false).await.map(|()| (i, id))
         }
     });
     for outcome in futures_util::future::join_all(snapshots).await {

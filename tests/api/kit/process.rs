@@ -109,6 +109,7 @@ impl Binary {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     let _ = tx.send(addr);
                 }
+                if std::env::var("TEST_SERVER_LOG").is_ok() { eprintln!("SERVER {line}"); }
                 lines.lock().unwrap().push(line);
             }
         });

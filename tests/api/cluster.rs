@@ -1,0 +1,339 @@
+//! Several instances on one Postgres, fanned out through Redis: real processes (the binary
+//! three times, a Redis server of the test's own so that restarting or pausing it touches no
+//! other test, Debian's nginx as a round-robin balancer in front). Skipped loudly without
+//! Postgres, redis-server or nginx (and failed in CI).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{Backend, Client, PATIENCE, TestDb, require_all, shout};
+use crate::kit::process::Binary;
+use crate::kit::replica::{Replica, wait_converged};
+use crate::kit::stored::Reader;
+
+/// A Redis server of the test's own, on a port of its own.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Redis {
+    async fn start() -> Self {
+        let mut redis = Self { child: None, port: free_port() };
+        redis.spawn().await;
+        redis
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "redis-server did not come up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+    }
+
+    /// Stops it for good and starts a new one on the same port: everything in flight is lost.
+    async fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn().await;
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// What a cluster test needs; `None` (after a loud skip) when something is missing.
+async fn prerequisites(test: &str) -> Option<TestDb> {
+    let Some(backend) = Backend::postgres_or_skip(test) else {
+        return None;
+    };
+    if Command::new("redis-server").arg("--version").output().is_err() {
+        assert!(!require_all(), "{test}: redis-server is not installed (apt-get install redis-server)");
+        shout(&format!("SKIPPED: {test} (redis-server is not installed)"));
+        return None;
+    }
+    Some(TestDb::new(backend).await)
+}
+
+/// Three instances on `db`, fanned out through `redis`.
+fn instances(db: &TestDb, redis: &Redis, extra: &[(&str, &str)]) -> Vec<Binary> {
+    let url = redis.url();
+    let mut env: Vec<(&str, &str)> = vec![("TANDEM_REDIS_URL", &url), ("TANDEM_MAX_MESSAGES_PER_SEC", "0")];
+    env.extend_from_slice(extra);
+    (0..3).map(|_| Binary::start(&db.url, &env)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_three_instances_see_each_others_edits_and_cursors() {
+    let Some(db) = prerequisites("cluster::clients_on_three_instances_see_each_others_edits_and_cursors").await else {
+        return;
+    };
+    let redis = Redis::start().await;
+    let servers = instances(&db, &redis, &[]);
+    let id = servers[0].create_doc("spread").await;
+    let mut clients = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let mut client = Client::connect(&server.ws_url(&id)).await;
+        client.synced().await;
+        client.set_awareness(json!({"user": {"name": format!("on instance {i}")}})).await;
+        clients.push(client);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.append(&format!("[{i}]")).await;
+    }
+    let ids: Vec<_> = clients.iter().map(Client::client_id).collect();
+    for client in &mut clients {
+        client.wait_until("every edit", |c| (0..3).all(|i| c.text().contains(&format!("[{i}]")))).await;
+        client.wait_until("every cursor", |c| ids.iter().all(|id| c.awareness_of(*id).is_some())).await;
+    }
+    let texts: Vec<String> = clients.iter().map(Client::text).collect();
+    assert!(texts.iter().all(|t| *t == texts[0]), "{texts:?}");
+    for server in &servers {
+        assert_eq!(server.text(&id).await, texts[0]);
+    }
+    // A client that leaves takes its cursor with it, on every instance.
+    let gone = clients.remove(0);
+    let gone_id = gone.client_id();
+    drop(gone);
+    for client in &mut clients {
+        client.wait_until("the cursor of the one who left is gone", |c| c.awareness_of(gone_id).is_none()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_on_one_instance_closes_the_documents_sockets_on_all() {
+    let Some(db) = prerequisites("cluster::a_delete_on_one_instance_closes_the_documents_sockets_on_all").await else {
+        return;
+    };
+    let redis = Redis::start().await;
+    let servers = instances(&db, &redis, &[]);
+    let id = servers[0].create_doc("doomed").await;
+    let mut clients = Vec::new();
+    for server in &servers {
+        let mut client = Client::connect(&server.ws_url(&id)).await;
+        client.synced().await;
+        clients.push(client);
+    }
+    let resp = reqwest::Client::new().delete(servers[1].url(&format!("/api/docs/{id}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    for client in &mut clients {
+        let close = client.wait_closed().await.expect("a close frame");
+        assert_eq!(u16::from(close.code), 4404, "{}", close.reason);
+    }
+    for server in &servers {
+        let refused = tokio_tungstenite::connect_async(server.ws_url(&id)).await;
+        assert!(matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 404));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_writing_one_document_while_it_compacts_lose_nothing() {
+    let Some(db) = prerequisites("cluster::three_instances_writing_one_document_while_it_compacts_lose_nothing").await
+    else {
+        return;
+    };
+    let redis = Redis::start().await;
+    // A snapshot every 20 log rows: compactions all the time, by every instance.
+    let mut servers = instances(&db, &redis, &[("TANDEM_SNAPSHOT_UPDATES", "20")]);
+    let id = servers[0].create_doc("compacted").await;
+    let replicas: Vec<(usize, Replica)> =
+        (0..6).map(|i| (0, Replica::spawn(servers[i % 3].ws_url(&id)))).collect();
+    for (_, replica) in &replicas {
+        replica.type_every(Duration::from_millis(5));
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (_, replica) in &replicas {
+        replica.stop_typing();
+    }
+    wait_converged(&replicas).await;
+    let edits: u32 = replicas.iter().map(|(_, r)| r.own_clock()).sum();
+    // Every instance stops; what the store holds is every edit of every client.
+    for server in &mut servers {
+        assert!(server.terminate().success());
+    }
+    let reader = Reader::new(&db).await;
+    let stored = reader.doc(&id).await;
+    let stored_sv = yrs::ReadTxn::state_vector(&yrs::Transact::transact(&stored));
+    let missing: u32 = replicas.iter().map(|(_, r)| r.own_clock().saturating_sub(stored_sv.get(&r.client_id()))).sum();
+    crate::kit::figures::report("cluster compaction", &format!("{edits} edits by 6 clients on 3 instances, {missing} missing from the store"));
+    assert_eq!(missing, 0, "edits lost by compaction with several writers");
+    assert_eq!(crate::kit::stored::text_of(&stored), replicas[0].1.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_or_paused_every_replica_converges_without_reconnecting() {
+    let Some(db) = prerequisites("cluster::redis_restarted_or_paused_every_replica_converges_without_reconnecting").await
+    else {
+        return;
+    };
+    let mut redis = Redis::start().await;
+    let servers = instances(&db, &redis, &[]);
+    let id = servers[0].create_doc("through trouble").await;
+    let replicas: Vec<(usize, Replica)> =
+        (0..6).map(|i| (0, Replica::spawn(servers[i % 3].ws_url(&id)))).collect();
+    for (_, replica) in &replicas {
+        replica.type_every(Duration::from_millis(50));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.signal("CONT");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (_, replica) in &replicas {
+        replica.stop_typing();
+    }
+    wait_converged(&replicas).await;
+    let sessions: Vec<usize> = replicas.iter().map(|(_, r)| r.log(|l| l.sessions)).collect();
+    crate::kit::figures::report("cluster redis", &format!("sessions per replica through a restart and a pause: {sessions:?}"));
+    assert!(sessions.iter().all(|s| *s == 1), "replicas reconnected: {sessions:?}");
+}
+
+/// nginx running docs/nginx-cluster.conf in front of `upstreams`, round robin.
+struct Balancer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Balancer {
+    async fn start(upstreams: &[std::net::SocketAddr]) -> Option<Self> {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().map(PathBuf::from).find(|p| p.exists())?;
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let template =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/nginx-cluster.conf")).unwrap();
+        let servers: String = upstreams.iter().map(|a| format!("        server {a};\n")).collect();
+        let marked = "        server tandem1:8080;\n        server tandem2:8080;\n";
+        assert!(template.contains(marked), "docs/nginx-cluster.conf no longer has the lines this test changes");
+        let config = template
+            .replace(marked, &servers)
+            .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
+            .replace("/var/log/nginx/tandem.access.log", &dir.path().join("access.log").display().to_string());
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, config).unwrap();
+        let d = dir.path().display().to_string();
+        // SAFETY: geteuid has no preconditions.
+        let user = if unsafe { libc::geteuid() } == 0 { "user root;" } else { "" };
+        let child = Command::new(binary)
+            .args(["-p", &d, "-c", &conf.display().to_string(), "-g"])
+            .arg(format!("daemon off; pid {d}/nginx.pid; error_log {d}/error.log; {user}"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "nginx did not come up");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(Self { child, port, _dir: dir })
+    }
+
+    fn ws_url(&self, id: &str) -> String {
+        format!("ws://127.0.0.1:{}/ws/{id}", self.port)
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_killed_behind_the_balancer_loses_nothing() {
+    let test = "cluster::an_instance_killed_behind_the_balancer_loses_nothing";
+    let Some(db) = prerequisites(test).await else {
+        return;
+    };
+    let redis = Redis::start().await;
+    let mut servers = instances(&db, &redis, &[]);
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let Some(balancer) = Balancer::start(&addrs).await else {
+        assert!(!require_all(), "{test}: nginx is not installed");
+        shout(&format!("SKIPPED: {test} (nginx is not installed)"));
+        return;
+    };
+    let id = servers[0].create_doc("behind nginx").await;
+    // Round robin, no stickiness: the clients land on all three.
+    let replicas: Vec<(usize, Replica)> = (0..9).map(|_| (0, Replica::spawn(balancer.ws_url(&id)))).collect();
+    for (_, replica) in &replicas {
+        replica.type_every(Duration::from_millis(20));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    servers[1].kill();
+    // Its clients reconnect through the balancer, to the others; editing goes on.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (_, replica) in &replicas {
+        replica.stop_typing();
+    }
+    wait_converged(&replicas).await;
+    let reconnected = replicas.iter().filter(|(_, r)| r.log(|l| l.sessions) > 1).count();
+    // What every client typed is in the store (the dead instance's last batch too: its
+    // clients sent it again to the instance they reconnected to).
+    let reader = Reader::new(&db).await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let missing = loop {
+        let stored = reader.doc(&id).await;
+        let sv = yrs::ReadTxn::state_vector(&yrs::Transact::transact(&stored));
+        let missing: u32 = replicas.iter().map(|(_, r)| r.own_clock().saturating_sub(sv.get(&r.client_id()))).sum();
+        if missing == 0 || tokio::time::Instant::now() >= deadline {
+            break missing;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let edits: u32 = replicas.iter().map(|(_, r)| r.own_clock()).sum();
+    crate::kit::figures::report(
+        "cluster kill",
+        &format!("{edits} edits by 9 clients; {reconnected} reconnected after the kill; {missing} missing from the store"),
+    );
+    assert!(reconnected >= 1, "no client was on the killed instance");
+    assert_eq!(missing, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_with_sqlite_is_refused_at_start() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_tandem"))
+        .env("TANDEM_LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", &db.url)
+        .env("TANDEM_REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs Postgres"), "{stderr}");
+}
