@@ -90,7 +90,7 @@ impl DocActor {
         let remote = match cluster {
             None => None,
             Some(cluster) => match cluster.join(id).await {
-                Ok(link) => Some(Remote::new(id, store.clone(), link)),
+                Ok(link) => Some(Remote::new(id, store.clone(), link, settings.awareness_timeout)),
                 Err(err) => {
                     tracing::error!(error = %err, "could not join the document's channel");
                     refuse_all(&mut inbox, &DocError::Load(err.to_string())).await;
@@ -373,7 +373,8 @@ impl DocActor {
         let applied = apply::apply(self.awareness.doc(), updates).inspect_err(|_| {
             tracing::error!("applying updates panicked; reloading the document");
         })?;
-        self.metrics.updates_applied.inc_by(count - applied.refused.len() as u64 - applied.held_back);
+        let not_applied = applied.refused.len() + applied.skipped.len();
+        self.metrics.updates_applied.inc_by(count - not_applied as u64 - applied.held_back);
         if applied.held_back > 0 {
             self.metrics
                 .refused_writes
@@ -393,7 +394,24 @@ impl DocActor {
         if !applied.refused.is_empty() {
             self.remove(&applied.refused, Some(Close::BAD_UPDATE));
         }
+        self.ask_for_step2(applied.skipped);
         Ok(())
+    }
+
+    /// Asks connections whose update skipped clocks of its client for a step 2: a server's
+    /// step 1, which the client answers with everything the document lacks of it (what it
+    /// typed offline, and the update held back).
+    fn ask_for_step2(&mut self, mut conns: Vec<ConnId>) {
+        if conns.is_empty() {
+            return;
+        }
+        let mut seen = std::collections::HashSet::new();
+        conns.retain(|conn| seen.insert(*conn));
+        self.metrics.refused_write("skips_clocks");
+        let step1 = protocol::encode_step1(&self.awareness.doc().transact().state_vector());
+        for conn in conns {
+            self.send_to(conn, step1.clone());
+        }
     }
 
     /// May this update be applied? The actor itself refuses writes from read-only
@@ -474,19 +492,32 @@ impl DocActor {
 
     /// What another instance said, or a read of the store the cluster asked for.
     fn on_remote(&mut self, step: Step) -> Option<Exit> {
+        self.announce_presence();
         match step {
-            Step::Update { frame, peer } => {
-                for message in decode_peer(&frame) {
-                    let ClientMessage::Update(update) = message else { continue };
-                    let len = update.raw.len();
-                    match apply::apply(self.awareness.doc(), vec![(peer, update)]) {
-                        // Stored by the instance that took it from its client; here only applied.
-                        Ok(applied) => {
-                            self.size.grew(len);
-                            applied.broadcast.into_iter().for_each(|frame| self.broadcast(frame));
+            Step::Update(frame) => {
+                let updates: Vec<Bytes> = decode_peer(&frame)
+                    .into_iter()
+                    .filter_map(|message| match message {
+                        ClientMessage::Update(update) => Some(update.raw),
+                        _ => None,
+                    })
+                    .collect();
+                // Stored by the instance that took it from its client; here only applied.
+                match apply::apply_relayed(self.awareness.doc(), updates.iter().map(|u| u.as_ref())) {
+                    Ok(relayed) => {
+                        self.size.grew(updates.iter().map(Bytes::len).sum());
+                        // It follows, or waits for, a message this instance never had: the
+                        // store has what is missing.
+                        if relayed.missed
+                            && let Some(remote) = &mut self.remote
+                        {
+                            remote.missed();
                         }
-                        Err(Panicked) => return Some(Exit::Failed),
+                        if let Some(frame) = relayed.frame {
+                            self.broadcast(frame);
+                        }
                     }
+                    Err(Panicked) => return Some(Exit::Failed),
                 }
             }
             Step::Awareness { frame, peer } => {
@@ -507,11 +538,24 @@ impl DocActor {
             }
             Step::Deleted => return Some(Exit::DeletedElsewhere),
             Step::CaughtUp(Ok(stored)) => {
-                let parts = stored.snapshot.iter().chain(&stored.updates).map(Vec::as_slice);
-                match apply::apply_stored(self.awareness.doc(), parts) {
-                    Ok(Some(frame)) => {
-                        tracing::debug!(bytes = frame.len(), "caught up from the store");
-                        self.broadcast(frame);
+                let parts: Vec<&[u8]> =
+                    stored.snapshot.iter().chain(&stored.updates).map(Vec::as_slice).collect();
+                match apply::apply_relayed(self.awareness.doc(), parts.iter().copied()) {
+                    Ok(relayed) => {
+                        if let Some(frame) = relayed.frame {
+                            tracing::debug!(bytes = frame.len(), "caught up from the store");
+                            self.broadcast(frame);
+                        }
+                    }
+                    Err(Panicked) => return Some(Exit::Failed),
+                }
+                match apply::missing_from_store(self.awareness.doc(), parts.into_iter()) {
+                    Ok(Some(update)) => {
+                        tracing::debug!(
+                            bytes = update.len(),
+                            "the store lacks what this instance holds: storing it"
+                        );
+                        self.persist.push(Bytes::from(update), Instant::now());
                     }
                     Ok(None) => {}
                     Err(Panicked) => return Some(Exit::Failed),
@@ -522,6 +566,22 @@ impl DocActor {
             Step::Nothing => {}
         }
         None
+    }
+
+    /// Publishes the states of this instance's own clients, when the cluster asks for it.
+    fn announce_presence(&mut self) {
+        let Some(remote) = &mut self.remote else { return };
+        if !remote.take_announce() {
+            return;
+        }
+        let fanout = &self.fanout;
+        let mine = self.presence.clients_of(|conn| fanout.contains(conn));
+        if mine.is_empty() {
+            return;
+        }
+        if let Ok(update) = self.awareness.update_with_clients(mine) {
+            remote.publish_awareness(protocol::encode_awareness(update));
+        }
     }
 
     /// Sends one frame to one connection; drops the connection if its queue is full.

@@ -28,6 +28,10 @@ pub(super) struct Applied {
     pub broadcast: Vec<Bytes>,
     /// Connections whose update did not apply (they are closed with 1007).
     pub refused: Vec<ConnId>,
+    /// Connections whose update skips clocks of its client (see `untrusted::skips_clocks`):
+    /// not applied. An honest client sends one when it types before its step 2 (with what it
+    /// typed offline) went out; they are asked for a step 2, which holds this one's content.
+    pub skipped: Vec<ConnId>,
     /// Updates held back because they overlap a pending one (see `untrusted::overlaps_pending`).
     pub held_back: u64,
 }
@@ -48,12 +52,24 @@ pub(super) fn apply(doc: &Doc, mut updates: Vec<(ConnId, IncomingUpdate)>) -> Re
     }
 }
 
-/// Applies what the store holds (a catch-up in a cluster: rows other instances wrote); the
-/// update message for the connections if anything was new to this document.
-pub(super) fn apply_stored<'a>(
+/// What applying relayed updates did.
+#[derive(Debug, Default)]
+pub(super) struct Relayed {
+    /// The update message for the connections: what the document took in, if anything.
+    pub frame: Option<Bytes>,
+    /// Some part did not fit (it skips clocks, or overlaps what waits for a dependency), or
+    /// waits for a dependency itself: the document lacks something it should catch up on.
+    pub missed: bool,
+}
+
+/// Applies updates relayed from elsewhere (another instance's, or the store's in a catch-up)
+/// and passes on only what the document took in. A relayed update may arrive before one it
+/// depends on; what waits for it is not passed on, so that clients never hold content the
+/// server holds pending (a client that sends it back would overlap the pending update).
+pub(super) fn apply_relayed<'a>(
     doc: &Doc,
     parts: impl Iterator<Item = &'a [u8]>,
-) -> Result<Option<Bytes>, Panicked> {
+) -> Result<Relayed, Panicked> {
     let merged = Arc::new(Mutex::new(None::<Vec<u8>>));
     let slot = Arc::clone(&merged);
     let _ = doc.observe_update_v1(MERGED_KEY, move |_, event| {
@@ -63,17 +79,53 @@ pub(super) fn apply_stored<'a>(
     });
     let applied = catch_unwind(AssertUnwindSafe(|| {
         let mut txn = doc.transact_mut();
+        let mut missed = false;
         for part in parts {
             let Ok(update) = yrs::Update::decode_v1(part) else { continue };
             if admit(&txn, &update) == Admit::Apply {
                 let _ = txn.apply_update(update);
+            } else {
+                missed = true;
             }
         }
+        missed || txn.has_missing_updates()
     }));
     let _ = doc.unobserve_update_v1(MERGED_KEY);
-    applied.map_err(|_| Panicked)?;
+    let missed = applied.map_err(|_| Panicked)?;
     let merged = merged.lock().ok().and_then(|mut slot| slot.take());
-    Ok(merged.filter(|update| !update_is_empty(update)).map(|update| protocol::encode_update(&update)))
+    let frame =
+        merged.filter(|update| !update_is_empty(update)).map(|update| protocol::encode_update(&update));
+    Ok(Relayed { frame, missed })
+}
+
+/// What `doc` holds that the stored parts lack (blocks past their state vector, or deletions
+/// they do not have), as one update; `None` when the store has it all. In a cluster each
+/// instance stores what its own clients sent: an update another instance published but died
+/// before storing lives on only in the instances that applied it, which store it this way.
+pub(super) fn missing_from_store<'a>(
+    doc: &Doc,
+    parts: impl Iterator<Item = &'a [u8]>,
+) -> Result<Option<Vec<u8>>, Panicked> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let stored = Doc::new();
+        {
+            let mut txn = stored.transact_mut();
+            for part in parts {
+                if let Ok(update) = yrs::Update::decode_v1(part) {
+                    let _ = txn.apply_update(update);
+                }
+            }
+        }
+        let stored = stored.transact().snapshot();
+        let txn = doc.transact();
+        let own = txn.snapshot();
+        let ahead = own.state_map.iter().any(|(client, &clock)| clock > stored.state_map.get(client));
+        if !ahead && own.delete_set == stored.delete_set {
+            return None;
+        }
+        Some(txn.encode_state_as_update_v1(&stored.state_map))
+    }))
+    .map_err(|_| Panicked)
 }
 
 /// An update that carries nothing (two zero counts: no blocks, no deletions).
@@ -98,8 +150,8 @@ fn apply_one(doc: &Doc, conn: ConnId, incoming: IncomingUpdate) -> Result<Applie
             Ok(Applied { held_back: 1, ..Applied::default() })
         }
         Ok(Ok(Admit::Refuse)) => {
-            tracing::info!(?conn, "refused an update that skips clocks of its client");
-            Ok(Applied { refused: vec![conn], ..Applied::default() })
+            tracing::debug!(?conn, "held back an update that skips clocks of its client");
+            Ok(Applied { skipped: vec![conn], ..Applied::default() })
         }
         Ok(Ok(Admit::Apply)) => {
             tracing::trace!(bytes = raw.len(), "applied an update");
@@ -126,6 +178,7 @@ fn apply_many(doc: &Doc, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<Appli
     let applied = catch_unwind(AssertUnwindSafe(|| {
         let mut txn = doc.transact_mut();
         let mut refused = Vec::new();
+        let mut skipped = Vec::new();
         let mut held_back = 0;
         let mut applied = Vec::with_capacity(updates.len());
         for (conn, IncomingUpdate { update, raw, frame }) in updates {
@@ -140,8 +193,8 @@ fn apply_many(doc: &Doc, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<Appli
                     continue;
                 }
                 Admit::Refuse => {
-                    tracing::info!(?conn, "refused an update that skips clocks of its client");
-                    refused.push(conn);
+                    tracing::debug!(?conn, "held back an update that skips clocks of its client");
+                    skipped.push(conn);
                     continue;
                 }
             }
@@ -155,12 +208,12 @@ fn apply_many(doc: &Doc, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<Appli
         }
         // Parts waiting for updates not seen yet are not in the transaction's update.
         let waiting = txn.has_missing_updates();
-        (refused, held_back, applied, waiting)
+        (refused, skipped, held_back, applied, waiting)
     }));
     let _ = doc.unobserve_update_v1(MERGED_KEY);
-    let (refused, held_back, applied, waiting) = applied.map_err(|_| Panicked)?;
+    let (refused, skipped, held_back, applied, waiting) = applied.map_err(|_| Panicked)?;
     let merged = merged.lock().ok().and_then(|mut slot| slot.take()).map(Bytes::from);
-    let mut out = Applied { refused, held_back, ..Applied::default() };
+    let mut out = Applied { refused, skipped, held_back, ..Applied::default() };
     match merged {
         Some(update) if !update.is_empty() && !waiting => {
             tracing::trace!(bytes = update.len(), "applied a batch of updates");
@@ -274,7 +327,7 @@ mod tests {
     const SKIPPED_CLOCKS: &[u8] = include_bytes!("../../fuzz/known-crashes/messages-use-after-free-minimal");
 
     #[test]
-    fn an_update_that_skips_its_clients_clocks_is_refused() {
+    fn an_update_that_skips_its_clients_clocks_is_held_back() {
         // The file is a fuzz input: a mode byte, then one frame with both updates.
         let updates: Vec<IncomingUpdate> =
             decode_frame(&Bytes::copy_from_slice(&SKIPPED_CLOCKS[1..]), usize::MAX)
@@ -289,12 +342,12 @@ mod tests {
         let fresh = || updates.iter().map(|u| incoming(&u.raw));
         for together in [false, true] {
             let server = Doc::new();
-            let refused: usize = if together {
-                apply(&server, fresh().collect()).unwrap().refused.len()
+            let skipped: usize = if together {
+                apply(&server, fresh().collect()).unwrap().skipped.len()
             } else {
-                fresh().map(|u| apply(&server, vec![u]).unwrap().refused.len()).sum()
+                fresh().map(|u| apply(&server, vec![u]).unwrap().skipped.len()).sum()
             };
-            assert_eq!(refused, 1, "together: {together}");
+            assert_eq!(skipped, 1, "together: {together}");
             // The second, whole from clock 0, went in.
             assert_eq!(server.transact().state_vector().iter().map(|(_, c)| *c).max(), Some(11));
             let state = server.transact().encode_state_as_update_v1(&StateVector::default());
@@ -348,10 +401,10 @@ mod tests {
         let server = Doc::new();
         apply(&server, vec![incoming(&first), incoming(&second)]).unwrap();
         let parts = [first.as_slice(), second.as_slice()];
-        assert_eq!(apply_stored(&server, parts.into_iter()).unwrap(), None);
+        assert_eq!(apply_relayed(&server, parts.into_iter()).unwrap().frame, None);
         let carol = Doc::with_client_id(3);
         let news = edit(&carol, 0, "xyz");
-        let frame = apply_stored(&server, [news.as_slice(), first.as_slice()].into_iter()).unwrap();
+        let frame = apply_relayed(&server, [news.as_slice(), first.as_slice()].into_iter()).unwrap().frame;
         assert!(frame.is_some(), "a stored update the document lacked is passed on");
         let text = text(&server);
         assert!(text.len() == 9 && text.contains("xyz") && text.contains("abcdef"), "{text}");

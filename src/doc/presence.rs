@@ -97,6 +97,11 @@ impl Presence {
         Heard::Changed(kept.map_or(frame, protocol::encode_awareness))
     }
 
+    /// The client ids announced by the connections `mine` picks.
+    pub(super) fn clients_of(&self, mine: impl Fn(ConnId) -> bool) -> Vec<ClientID> {
+        self.owners.iter().filter(|(_, conn)| mine(**conn)).map(|(client, _)| *client).collect()
+    }
+
     fn owned_by(&self, conn: ConnId) -> usize {
         self.owners.values().filter(|&&owner| owner == conn).count()
     }

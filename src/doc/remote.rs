@@ -20,10 +20,8 @@ use crate::cluster::{Body, DocLink, Envelope, Incoming, InstanceId};
 use crate::model::DocId;
 use crate::store::{Store, StoreError, StoredState};
 
-/// How often this instance says it still has the document open.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-/// A peer not heard from for this long is gone: its clients' cursors are removed.
-const PEER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Heartbeats per peer timeout: a peer is given up only after missing this many.
+const HEARTBEATS_PER_TIMEOUT: u32 = 3;
 /// After a load: when to read the store again, for what peers had not stored yet.
 const AFTER_LOAD: Duration = Duration::from_millis(1000);
 /// After a gap: how long to wait before reading the store, so that what was missed has
@@ -33,7 +31,7 @@ const AFTER_GAP: Duration = Duration::from_millis(200);
 /// What the actor is to do.
 pub(super) enum Step {
     /// A peer's update (a y-websocket update message): apply it, tell the local clients.
-    Update { frame: bytes::Bytes, peer: ConnId },
+    Update(bytes::Bytes),
     /// A peer's awareness message: apply it as its own, tell the local clients.
     Awareness { frame: bytes::Bytes, peer: ConnId },
     /// These peers are gone: remove their clients' cursors.
@@ -58,22 +56,35 @@ pub(super) struct Remote {
     id: DocId,
     store: Store,
     link: DocLink,
+    /// A peer not heard from for this long is gone: its clients' cursors are removed. Half
+    /// the awareness timeout (15 s by default), so that a dead instance's cursors go sooner
+    /// than a silent client's would.
+    peer_timeout: Duration,
+    /// How often this instance says it still has the document open.
+    heartbeat_every: Duration,
     peers: HashMap<InstanceId, Peer>,
     next_heartbeat: Instant,
     catch_up_at: Option<Instant>,
+    /// A peer appeared, or Redis came back: tell the others this instance's clients' states
+    /// (they were published before the peer listened, or may have been lost).
+    announce: bool,
     catching_up: Option<BoxFuture<'static, Result<StoredState, StoreError>>>,
 }
 
 impl Remote {
-    pub(super) fn new(id: DocId, store: Store, link: DocLink) -> Self {
+    pub(super) fn new(id: DocId, store: Store, link: DocLink, awareness_timeout: Duration) -> Self {
         let now = Instant::now();
+        let peer_timeout = (awareness_timeout / 2).max(Duration::from_millis(300));
         Self {
             id,
             store,
             link,
+            peer_timeout,
+            heartbeat_every: peer_timeout / HEARTBEATS_PER_TIMEOUT,
             peers: HashMap::new(),
             next_heartbeat: now,
             catch_up_at: Some(now + AFTER_LOAD),
+            announce: false,
             catching_up: None,
         }
     }
@@ -120,7 +131,7 @@ impl Remote {
             due = due.min(at);
         }
         if let Some(oldest) = self.peers.values().map(|p| p.heard).min() {
-            due = due.min(oldest + PEER_TIMEOUT);
+            due = due.min(oldest + self.peer_timeout);
         }
         due
     }
@@ -130,14 +141,17 @@ impl Remote {
             Incoming::Message(envelope) => envelope,
             Incoming::Reconnected => {
                 self.catch_up_soon(Instant::now());
+                self.announce = true;
                 return Step::Nothing;
             }
         };
         let Envelope { from, seq, body } = envelope;
         let now = Instant::now();
         let numbered = body.numbered();
+        let announce = &mut self.announce;
         let peer = self.peers.entry(from).or_insert_with(|| {
             tracing::debug!(peer = %from, "a peer has the document open");
+            *announce = true;
             // Counted from its first message: what it said before is in the store, or will
             // be read by the catch-up after this instance's load.
             Peer { next: if numbered { seq } else { seq + 1 }, heard: now, conn: ConnId::next() }
@@ -153,7 +167,7 @@ impl Remote {
             self.catch_up_soon(now);
         }
         match body {
-            Body::Update(frame) => Step::Update { frame, peer: conn },
+            Body::Update(frame) => Step::Update(frame),
             Body::Awareness(frame) => Step::Awareness { frame, peer: conn },
             Body::Heartbeat => Step::Nothing,
             Body::Goodbye => {
@@ -162,6 +176,16 @@ impl Remote {
             }
             Body::Deleted => Step::Deleted,
         }
+    }
+
+    /// Whether this instance's clients' states should be published now (once).
+    pub(super) fn take_announce(&mut self) -> bool {
+        std::mem::take(&mut self.announce)
+    }
+
+    /// A peer's update did not fit (it follows one this instance never had): catch up.
+    pub(super) fn missed(&mut self) {
+        self.catch_up_soon(Instant::now());
     }
 
     fn catch_up_soon(&mut self, now: Instant) {
@@ -174,20 +198,27 @@ impl Remote {
         let now = Instant::now();
         if now >= self.next_heartbeat {
             self.publish(Body::Heartbeat);
-            self.next_heartbeat = now + HEARTBEAT_EVERY;
+            self.next_heartbeat = now + self.heartbeat_every;
         }
         if self.catching_up.is_none() && self.catch_up_at.is_some_and(|at| at <= now) {
             self.catch_up_at = None;
             let (store, id) = (self.store.clone(), self.id);
             self.catching_up = Some(async move { store.load_state(id).await }.boxed());
         }
-        let silent: Vec<InstanceId> =
-            self.peers.iter().filter(|(_, p)| now >= p.heard + PEER_TIMEOUT).map(|(id, _)| *id).collect();
+        let silent: Vec<InstanceId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| now >= p.heard + self.peer_timeout)
+            .map(|(id, _)| *id)
+            .collect();
         if silent.is_empty() {
             return Step::Nothing;
         }
         let conns = silent.iter().filter_map(|id| self.peers.remove(id)).map(|p| p.conn).collect();
         tracing::info!(peers = silent.len(), "peers went silent: their clients' cursors are removed");
+        // A peer that died may not have stored everything it published: read the store, and
+        // store what it lacks of what this instance applied.
+        self.catch_up_soon(now);
         Step::Gone(conns)
     }
 

@@ -9,7 +9,7 @@ use yrs::block::{BLOCK_GC_REF_NUMBER, BLOCK_SKIP_REF_NUMBER, HAS_ORIGIN, HAS_PAR
 use yrs::encoding::read::{Cursor, Error, Read};
 use yrs::updates::decoder::{Decode, Decoder, DecoderV1};
 use yrs::updates::encoder::Encode;
-use yrs::{ReadTxn, Update};
+use yrs::{ReadTxn, StateVector, Update};
 
 /// The fewest bytes one entry takes: a state vector's (client, clock), an awareness
 /// update's (client, clock, state), an update's (block count, client, clock): a varint each.
@@ -123,11 +123,25 @@ pub fn overlaps_pending<T: ReadTxn>(txn: &T, update: &Update) -> bool {
 /// may arrive before those they depend on, that is every day.
 pub fn skips_clocks<T: ReadTxn>(txn: &T, update: &Update) -> bool {
     let have = txn.state_vector();
-    let pending = txn.store().pending_update().map(|p| p.update.state_vector());
-    update.state_vector_lower().iter().any(|(client, &clock)| {
-        let known = have.get(client).max(pending.as_ref().map_or(0, |sv| sv.get(client)));
-        clock > known
-    })
+    let pending = pending_clocks(txn);
+    update
+        .state_vector_lower()
+        .iter()
+        .any(|(client, &clock)| clock > have.get(client).max(pending.get(client)))
+}
+
+/// Where the pending update's blocks end, per client. (`Update::state_vector` counts only
+/// blocks from clock 0 on, which a pending update never has.)
+fn pending_clocks<T: ReadTxn>(txn: &T) -> StateVector {
+    let mut ends = StateVector::default();
+    if let Some(pending) = txn.store().pending_update() {
+        for (client, ranges) in pending.update.insertions(true).iter() {
+            if let Some(end) = ranges.iter().map(|range| range.end).max() {
+                ends.set_max(*client, end);
+            }
+        }
+    }
+    ends
 }
 
 /// What to do with an update, given the document it would go into.

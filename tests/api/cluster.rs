@@ -33,7 +33,16 @@ impl Redis {
 
     async fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("start redis-server");
@@ -75,9 +84,7 @@ impl Drop for Redis {
 
 /// What a cluster test needs; `None` (after a loud skip) when something is missing.
 async fn prerequisites(test: &str) -> Option<TestDb> {
-    let Some(backend) = Backend::postgres_or_skip(test) else {
-        return None;
-    };
+    let backend = Backend::postgres_or_skip(test)?;
     if Command::new("redis-server").arg("--version").output().is_err() {
         assert!(!require_all(), "{test}: redis-server is not installed (apt-get install redis-server)");
         shout(&format!("SKIPPED: {test} (redis-server is not installed)"));
@@ -96,7 +103,9 @@ fn instances(db: &TestDb, redis: &Redis, extra: &[(&str, &str)]) -> Vec<Binary> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_on_three_instances_see_each_others_edits_and_cursors() {
-    let Some(db) = prerequisites("cluster::clients_on_three_instances_see_each_others_edits_and_cursors").await else {
+    let Some(db) =
+        prerequisites("cluster::clients_on_three_instances_see_each_others_edits_and_cursors").await
+    else {
         return;
     };
     let redis = Redis::start().await;
@@ -127,13 +136,53 @@ async fn clients_on_three_instances_see_each_others_edits_and_cursors() {
     let gone_id = gone.client_id();
     drop(gone);
     for client in &mut clients {
-        client.wait_until("the cursor of the one who left is gone", |c| c.awareness_of(gone_id).is_none()).await;
+        client
+            .wait_until("the cursor of the one who left is gone", |c| c.awareness_of(gone_id).is_none())
+            .await;
     }
+}
+
+/// An instance that dies says no goodbye: the others stop hearing its heartbeats and remove
+/// its clients' cursors (half the awareness timeout after its last word), so no ghost cursor
+/// stays behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cursors_of_a_dead_instances_clients_go_with_it() {
+    let test = "cluster::the_cursors_of_a_dead_instances_clients_go_with_it";
+    let Some(db) = prerequisites(test).await else {
+        return;
+    };
+    let redis = Redis::start().await;
+    // Peers are given up 2 s after their last word; a client's own state after 4 s.
+    let mut servers = instances(&db, &redis, &[("TANDEM_AWARENESS_TIMEOUT_MS", "4000")]);
+    let id = servers[0].create_doc("ghosts").await;
+    let mut watcher = Client::connect(&servers[0].ws_url(&id)).await;
+    watcher.synced().await;
+    let mut doomed = Client::connect(&servers[2].ws_url(&id)).await;
+    doomed.synced().await;
+    doomed.set_awareness(json!({"user": {"name": "on the instance that dies"}})).await;
+    let ghost = doomed.client_id();
+    watcher.wait_until("the other instance's cursor", |c| c.awareness_of(ghost).is_some()).await;
+    // Renewed just before the end: the sweep of stale states would take it 4 s from now.
+    doomed.set_awareness(json!({"user": {"name": "on the instance that dies", "renewed": true}})).await;
+    watcher
+        .wait_until("the renewal", |c| c.awareness_of(ghost).is_some_and(|s| s["user"]["renewed"] == true))
+        .await;
+    servers[2].kill();
+    watcher.wait_until("the dead instance's cursor is gone", |c| c.awareness_of(ghost).is_none()).await;
+    // Taken away because its instance went silent.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !servers[0].logged("peers went silent") {
+        assert!(tokio::time::Instant::now() < deadline, "the cursor went, but its instance was not given up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(doomed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_on_one_instance_closes_the_documents_sockets_on_all() {
-    let Some(db) = prerequisites("cluster::a_delete_on_one_instance_closes_the_documents_sockets_on_all").await else {
+    let Some(db) =
+        prerequisites("cluster::a_delete_on_one_instance_closes_the_documents_sockets_on_all").await
+    else {
         return;
     };
     let redis = Redis::start().await;
@@ -145,7 +194,8 @@ async fn a_delete_on_one_instance_closes_the_documents_sockets_on_all() {
         client.synced().await;
         clients.push(client);
     }
-    let resp = reqwest::Client::new().delete(servers[1].url(&format!("/api/docs/{id}"))).send().await.unwrap();
+    let resp =
+        reqwest::Client::new().delete(servers[1].url(&format!("/api/docs/{id}"))).send().await.unwrap();
     assert_eq!(resp.status(), 204);
     for client in &mut clients {
         let close = client.wait_closed().await.expect("a close frame");
@@ -153,13 +203,16 @@ async fn a_delete_on_one_instance_closes_the_documents_sockets_on_all() {
     }
     for server in &servers {
         let refused = tokio_tungstenite::connect_async(server.ws_url(&id)).await;
-        assert!(matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 404));
+        assert!(
+            matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 404)
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_writing_one_document_while_it_compacts_lose_nothing() {
-    let Some(db) = prerequisites("cluster::three_instances_writing_one_document_while_it_compacts_lose_nothing").await
+    let Some(db) =
+        prerequisites("cluster::three_instances_writing_one_document_while_it_compacts_lose_nothing").await
     else {
         return;
     };
@@ -185,15 +238,21 @@ async fn three_instances_writing_one_document_while_it_compacts_lose_nothing() {
     let reader = Reader::new(&db).await;
     let stored = reader.doc(&id).await;
     let stored_sv = yrs::ReadTxn::state_vector(&yrs::Transact::transact(&stored));
-    let missing: u32 = replicas.iter().map(|(_, r)| r.own_clock().saturating_sub(stored_sv.get(&r.client_id()))).sum();
-    crate::kit::figures::report("cluster compaction", &format!("{edits} edits by 6 clients on 3 instances, {missing} missing from the store"));
+    let missing: u32 =
+        replicas.iter().map(|(_, r)| r.own_clock().saturating_sub(stored_sv.get(&r.client_id()))).sum();
+    crate::kit::figures::report(
+        "cluster compaction",
+        &format!("{edits} edits by 6 clients on 3 instances, {missing} missing from the store"),
+    );
     assert_eq!(missing, 0, "edits lost by compaction with several writers");
     assert_eq!(crate::kit::stored::text_of(&stored), replicas[0].1.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_or_paused_every_replica_converges_without_reconnecting() {
-    let Some(db) = prerequisites("cluster::redis_restarted_or_paused_every_replica_converges_without_reconnecting").await
+    let Some(db) =
+        prerequisites("cluster::redis_restarted_or_paused_every_replica_converges_without_reconnecting")
+            .await
     else {
         return;
     };
@@ -217,8 +276,12 @@ async fn redis_restarted_or_paused_every_replica_converges_without_reconnecting(
     }
     wait_converged(&replicas).await;
     let sessions: Vec<usize> = replicas.iter().map(|(_, r)| r.log(|l| l.sessions)).collect();
-    crate::kit::figures::report("cluster redis", &format!("sessions per replica through a restart and a pause: {sessions:?}"));
-    assert!(sessions.iter().all(|s| *s == 1), "replicas reconnected: {sessions:?}");
+    crate::kit::figures::report(
+        "cluster redis",
+        &format!("sessions per replica through a restart and a pause: {sessions:?}"),
+    );
+    let closes: Vec<_> = replicas.iter().map(|(_, r)| r.log(|l| l.closes.clone())).collect();
+    assert!(sessions.iter().all(|s| *s == 1), "replicas reconnected: {sessions:?}, closed with {closes:?}");
 }
 
 /// nginx running docs/nginx-cluster.conf in front of `upstreams`, round robin.
@@ -234,14 +297,21 @@ impl Balancer {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let template =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/nginx-cluster.conf")).unwrap();
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/nginx-cluster.conf"))
+                .unwrap();
         let servers: String = upstreams.iter().map(|a| format!("        server {a};\n")).collect();
         let marked = "        server tandem1:8080;\n        server tandem2:8080;\n";
-        assert!(template.contains(marked), "docs/nginx-cluster.conf no longer has the lines this test changes");
+        assert!(
+            template.contains(marked),
+            "docs/nginx-cluster.conf no longer has the lines this test changes"
+        );
         let config = template
             .replace(marked, &servers)
             .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
-            .replace("/var/log/nginx/tandem.access.log", &dir.path().join("access.log").display().to_string());
+            .replace(
+                "/var/log/nginx/tandem.access.log",
+                &dir.path().join("access.log").display().to_string(),
+            );
         let conf = dir.path().join("nginx.conf");
         std::fs::write(&conf, config).unwrap();
         let d = dir.path().display().to_string();
@@ -280,7 +350,9 @@ async fn an_instance_killed_behind_the_balancer_loses_nothing() {
         return;
     };
     let redis = Redis::start().await;
-    let mut servers = instances(&db, &redis, &[]);
+    // The survivors give the dead instance up 2 s after its last word (half the awareness
+    // timeout), then store what it had published but not stored.
+    let mut servers = instances(&db, &redis, &[("TANDEM_AWARENESS_TIMEOUT_MS", "4000")]);
     let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
     let Some(balancer) = Balancer::start(&addrs).await else {
         assert!(!require_all(), "{test}: nginx is not installed");
@@ -309,7 +381,8 @@ async fn an_instance_killed_behind_the_balancer_loses_nothing() {
     let missing = loop {
         let stored = reader.doc(&id).await;
         let sv = yrs::ReadTxn::state_vector(&yrs::Transact::transact(&stored));
-        let missing: u32 = replicas.iter().map(|(_, r)| r.own_clock().saturating_sub(sv.get(&r.client_id()))).sum();
+        let missing: u32 =
+            replicas.iter().map(|(_, r)| r.own_clock().saturating_sub(sv.get(&r.client_id()))).sum();
         if missing == 0 || tokio::time::Instant::now() >= deadline {
             break missing;
         }
@@ -318,7 +391,9 @@ async fn an_instance_killed_behind_the_balancer_loses_nothing() {
     let edits: u32 = replicas.iter().map(|(_, r)| r.own_clock()).sum();
     crate::kit::figures::report(
         "cluster kill",
-        &format!("{edits} edits by 9 clients; {reconnected} reconnected after the kill; {missing} missing from the store"),
+        &format!(
+            "{edits} edits by 9 clients; {reconnected} reconnected after the kill; {missing} missing from the store"
+        ),
     );
     assert!(reconnected >= 1, "no client was on the killed instance");
     assert_eq!(missing, 0);

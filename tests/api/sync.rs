@@ -11,6 +11,7 @@ on_both_backends!(
     two_clients_converge_under_concurrent_edits,
     late_joiner_gets_the_full_state,
     offline_edits_merge_both_ways,
+    typing_before_the_offline_edits_went_out_loses_nothing,
     refused_before_upgrade,
     bursts_of_updates_converge_and_persist,
 );
@@ -105,6 +106,33 @@ async fn offline_edits_merge_both_ways(backend: Backend) {
     b.wait_until("B has A's offline edit", |c| both(&c.text())).await;
     assert_eq!(a.text(), b.text());
     assert_eq!(app.text(&id).await, a.text());
+}
+
+/// A client back from offline types at once, before its step 2 (with what it typed offline)
+/// went out, as the stock provider may: its update skips clocks the server has not seen. It
+/// is held back, not applied, and the client is asked for a step 2, which brings both; the
+/// connection stays open (closing it would have the client reconnect and do it again).
+async fn typing_before_the_offline_edits_went_out_loses_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_doc("typing at once").await;
+    let mut watcher = app.client(&id).await;
+    watcher.synced().await;
+    let offline = yrs::Doc::new();
+    {
+        use yrs::{Text, Transact};
+        offline.get_or_insert_text("content").insert(&mut offline.transact_mut(), 0, "typed offline; ");
+    }
+    // Sends its step 1, then at once an update that follows the offline edit; only then does
+    // it read the server's step 1 and answer it.
+    let mut back = Client::connect_with(&app.ws_url(&id), offline).await;
+    back.append("typed at once").await;
+    back.synced().await;
+    let both = |t: &str| t == "typed offline; typed at once";
+    back.wait_until("the server has both", |c| c.received.contains(&Received::Step2) && both(&c.text()))
+        .await;
+    watcher.wait_until("the watcher has both", |c| both(&c.text())).await;
+    assert!(back.closed.is_none(), "closed: {:?}", back.closed);
+    assert_eq!(app.text(&id).await, "typed offline; typed at once");
 }
 
 async fn refused_before_upgrade(backend: Backend) {

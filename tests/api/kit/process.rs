@@ -18,6 +18,8 @@ pub struct Binary {
     env: Vec<(String, String)>,
     /// The descriptor limit it runs with (soft and hard), if not inherited.
     nofile: Option<u64>,
+    /// Every line it has logged so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 /// Resident memory of a process, from `/proc/PID/status`.
@@ -109,14 +111,23 @@ impl Binary {
                     let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
                     let _ = tx.send(addr);
                 }
-                if std::env::var("TEST_SERVER_LOG").is_ok() { eprintln!("SERVER {line}"); }
+                if std::env::var("TEST_SERVER_LOG").is_ok() {
+                    eprintln!("SERVER {line}");
+                }
                 lines.lock().unwrap().push(line);
             }
         });
         match rx.recv_timeout(START_TIMEOUT) {
             Ok(addr) => {
                 let addr = addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?;
-                Ok(Self { child, addr, database_url: database_url.to_owned(), env: env.to_vec(), nofile })
+                Ok(Self {
+                    child,
+                    addr,
+                    database_url: database_url.to_owned(),
+                    env: env.to_vec(),
+                    nofile,
+                    log,
+                })
             }
             Err(_) => {
                 let _ = child.kill();
@@ -124,6 +135,11 @@ impl Binary {
                 Err(format!("exited with {status}: {}", log.lock().unwrap().join("\n")))
             }
         }
+    }
+
+    /// Whether a line it logged contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|line| line.contains(needle))
     }
 
     pub fn pid(&self) -> u32 {

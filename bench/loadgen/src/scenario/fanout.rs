@@ -46,15 +46,28 @@ pub struct Args {
     /// writes (each reads and drops its echoes).
     #[arg(long, default_value_t = 0)]
     pub flooders: usize,
+    /// Spread the readers over several instances of one cluster: reader i connects through the URL template
+    /// i mod n of this comma-separated list (the writer stays on --url). Latencies are then also reported for the
+    /// readers on the writer's instance (`local`: the first template should be --url) and on the others (`remote`:
+    /// one hop through the cluster's broker more).
+    #[arg(long, value_delimiter = ',')]
+    pub reader_urls: Vec<String>,
 }
 
 pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
     let doc = create_docs(ctx, "fanout", 1).await?.remove(0);
     let connect_start = Instant::now();
-    let readers = connect_many(ctx, std::slice::from_ref(&doc), args.readers, args.parallel, |_| Doc::new())
-        .await
-        .context("connect readers")?;
+    let readers = if args.reader_urls.is_empty() {
+        connect_many(ctx, std::slice::from_ref(&doc), args.readers, args.parallel, |_| Doc::new())
+            .await
+            .context("connect readers")?
+    } else {
+        connect_spread(&args.reader_urls, &doc.id, args.readers, args.parallel)
+            .await
+            .context("connect readers")?
+    };
     let connect_s = connect_start.elapsed().as_secs_f64();
+    let instances = args.reader_urls.len().max(1);
 
     let writer_doc = new_doc(WRITER_ID);
     let writer = client::connect_synced(&doc.url, ctx.target.addr, None, &writer_doc)
@@ -79,10 +92,18 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
         tokio::spawn(write_inserts(writer, writer_doc, sent_at.clone(), base, start, period, give_up));
 
     let mut latencies: Vec<u32> = Vec::with_capacity(args.readers * args.updates);
+    // Split by where the reader is: on the writer's instance or on another one.
+    let (mut local, mut remote) = (Vec::new(), Vec::new());
     let mut reader_errors = 0usize;
-    for task in reader_tasks {
+    for (i, task) in reader_tasks.into_iter().enumerate() {
         match task.await? {
-            Ok(mut received) => latencies.append(&mut received),
+            Ok(received) => {
+                if instances > 1 {
+                    let side = if i % instances == 0 { &mut local } else { &mut remote };
+                    side.extend_from_slice(&received);
+                }
+                latencies.extend(received);
+            }
             Err(_) => reader_errors += 1,
         }
     }
@@ -101,6 +122,9 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
     flood_sent.sort_unstable();
 
     latencies.sort_unstable();
+    local.sort_unstable();
+    remote.sort_unstable();
+    let q_of = |sorted: &[u32], q: f64| stats::quantile(sorted, q).map(|us| round(us as f64 / 1000.0, 3));
     let expected = (args.readers * args.updates) as f64;
     let deadline_us = (args.deadline * 1e6) as u32;
     let within = latencies.partition_point(|&l| l <= deadline_us);
@@ -124,6 +148,13 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
         "flood_updates": flood_sent.iter().sum::<u64>(),
         "flood_rate_per_conn": stats::quantile(&flood_sent, 0.5).map(|n| round(n as f64 / flood_seconds, 1)),
     }));
+    if instances > 1 {
+        figures.insert("instances".into(), instances.into());
+        for (name, sorted) in [("local", &local), ("remote", &remote)] {
+            figures.insert(format!("p50_ms_{name}"), q_of(sorted, 0.5).into());
+            figures.insert(format!("p99_ms_{name}"), q_of(sorted, 0.99).into());
+        }
+    }
     ctx.server_memory(&mut figures);
     Ok(figures)
 }
@@ -244,4 +275,33 @@ async fn flood(ws: Ws, doc: Doc, until: Instant) -> Result<u64> {
     let _ = sink.send(tungstenite::Message::Close(None)).await;
     drain.abort();
     Ok(sent)
+}
+
+/// Connects `count` synced readers to document `id`, reader i through `templates[i % n]` (instances of one
+/// cluster), at most `parallel` handshakes at once.
+async fn connect_spread(
+    templates: &[String],
+    id: &str,
+    count: usize,
+    parallel: usize,
+) -> Result<Vec<(Ws, Doc)>> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let target =
+            crate::target::Target::new(&templates[i % templates.len()], crate::target::CreateMode::Tandem)?;
+        let doc_ref = target.doc(id).await?;
+        let permits = permits.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await?;
+            let doc = Doc::new();
+            let ws = client::connect_synced(&doc_ref.url, target.addr, None, &doc).await?;
+            anyhow::Ok((ws, doc))
+        }));
+    }
+    let mut out = Vec::with_capacity(count);
+    for task in tasks {
+        out.push(task.await??);
+    }
+    Ok(out)
 }
