@@ -272,7 +272,10 @@ async fn flood(ws: Ws, doc: Doc, until: Instant) -> Result<u64> {
         }
         sent += 1;
     }
-    let _ = sink.send(tungstenite::Message::Close(None)).await;
+    // The server may hold the socket full (it reads a flooder no faster than its rate): do
+    // not wait long to say goodbye.
+    let close = sink.send(tungstenite::Message::Close(None));
+    let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
     drain.abort();
     Ok(sent)
 }
