@@ -70,14 +70,7 @@ pub(super) fn apply_relayed<'a>(
     doc: &Doc,
     parts: impl Iterator<Item = &'a [u8]>,
 ) -> Result<Relayed, Panicked> {
-    let merged = Arc::new(Mutex::new(None::<Vec<u8>>));
-    let slot = Arc::clone(&merged);
-    let _ = doc.observe_update_v1(MERGED_KEY, move |_, event| {
-        if let Ok(mut slot) = slot.lock() {
-            *slot = Some(event.update.clone());
-        }
-    });
-    let applied = catch_unwind(AssertUnwindSafe(|| {
+    let (missed, merged) = in_one_transaction(doc, || {
         let mut txn = doc.transact_mut();
         let mut missed = false;
         for part in parts {
@@ -89,10 +82,7 @@ pub(super) fn apply_relayed<'a>(
             }
         }
         missed || txn.has_missing_updates()
-    }));
-    let _ = doc.unobserve_update_v1(MERGED_KEY);
-    let missed = applied.map_err(|_| Panicked)?;
-    let merged = merged.lock().ok().and_then(|mut slot| slot.take());
+    })?;
     let frame =
         merged.filter(|update| !update_is_empty(update)).map(|update| protocol::encode_update(&update));
     Ok(Relayed { frame, missed })
@@ -165,17 +155,26 @@ fn apply_one(doc: &Doc, conn: ConnId, incoming: IncomingUpdate) -> Result<Applie
     }
 }
 
-fn apply_many(doc: &Doc, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<Applied, Panicked> {
+/// Runs `apply` (one transaction on `doc`) and returns what it returned with the
+/// transaction's update, observed only for it: yrs encodes a transaction's update only when
+/// someone listens. yrs panicking is `Panicked`.
+fn in_one_transaction<R>(doc: &Doc, apply: impl FnOnce() -> R) -> Result<(R, Option<Vec<u8>>), Panicked> {
     let merged = Arc::new(Mutex::new(None::<Vec<u8>>));
     let slot = Arc::clone(&merged);
-    // Observed only for this transaction: yrs encodes a transaction's update only when
-    // someone listens.
     let _ = doc.observe_update_v1(MERGED_KEY, move |_, event| {
         if let Ok(mut slot) = slot.lock() {
             *slot = Some(event.update.clone());
         }
     });
-    let applied = catch_unwind(AssertUnwindSafe(|| {
+    let result = catch_unwind(AssertUnwindSafe(apply));
+    let _ = doc.unobserve_update_v1(MERGED_KEY);
+    let result = result.map_err(|_| Panicked)?;
+    let merged = merged.lock().ok().and_then(|mut slot| slot.take());
+    Ok((result, merged))
+}
+
+fn apply_many(doc: &Doc, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<Applied, Panicked> {
+    let (applied, merged) = in_one_transaction(doc, || {
         let mut txn = doc.transact_mut();
         let mut refused = Vec::new();
         let mut skipped = Vec::new();
@@ -209,10 +208,9 @@ fn apply_many(doc: &Doc, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<Appli
         // Parts waiting for updates not seen yet are not in the transaction's update.
         let waiting = txn.has_missing_updates();
         (refused, skipped, held_back, applied, waiting)
-    }));
-    let _ = doc.unobserve_update_v1(MERGED_KEY);
-    let (refused, skipped, held_back, applied, waiting) = applied.map_err(|_| Panicked)?;
-    let merged = merged.lock().ok().and_then(|mut slot| slot.take()).map(Bytes::from);
+    })?;
+    let (refused, skipped, held_back, applied, waiting) = applied;
+    let merged = merged.map(Bytes::from);
     let mut out = Applied { refused, skipped, held_back, ..Applied::default() };
     match merged {
         Some(update) if !update.is_empty() && !waiting => {

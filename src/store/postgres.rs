@@ -258,26 +258,37 @@ pub(super) async fn compact_shared(pool: &PgPool, id: DocId, state: &[u8]) -> Re
     }
     parts.push(state.to_vec());
     let merged = merge(&parts)?;
+    replace_snapshot(&mut tx, id, upto_seq, &merged).await?;
+    sqlx::query("delete from doc_updates where doc_id = $1 and seq = any($2)")
+        .bind(id)
+        .bind(&read)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Stores `state` as the document's snapshot up to `upto_seq` and drops the older ones.
+async fn replace_snapshot(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: uuid::Uuid,
+    upto_seq: i64,
+    state: &[u8],
+) -> Result<(), StoreError> {
     sqlx::query(
         "insert into doc_snapshots (doc_id, upto_seq, state) values ($1, $2, $3)
          on conflict (doc_id, upto_seq) do update set state = excluded.state, created_at = now()",
     )
     .bind(id)
     .bind(upto_seq)
-    .bind(&merged)
-    .execute(&mut *tx)
+    .bind(state)
+    .execute(&mut **tx)
     .await?;
-    sqlx::query("delete from doc_updates where doc_id = $1 and seq = any($2)")
-        .bind(id)
-        .bind(&read)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query("delete from doc_snapshots where doc_id = $1 and upto_seq < $2")
         .bind(id)
         .bind(upto_seq)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -313,21 +324,8 @@ pub(super) async fn write_snapshot(
     let mut tx = pool.begin().await?;
     // Snapshots follow edits, so marking the document updated is true.
     touch(&mut tx, id).await?;
-    sqlx::query(
-        "insert into doc_snapshots (doc_id, upto_seq, state) values ($1, $2, $3)
-         on conflict (doc_id, upto_seq) do update set state = excluded.state, created_at = now()",
-    )
-    .bind(id)
-    .bind(upto_seq)
-    .bind(state)
-    .execute(&mut *tx)
-    .await?;
+    replace_snapshot(&mut tx, id, upto_seq, state).await?;
     sqlx::query("delete from doc_updates where doc_id = $1 and seq <= $2")
-        .bind(id)
-        .bind(upto_seq)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("delete from doc_snapshots where doc_id = $1 and upto_seq < $2")
         .bind(id)
         .bind(upto_seq)
         .execute(&mut *tx)
