@@ -194,8 +194,17 @@ async fn a_delete_on_one_instance_closes_the_documents_sockets_on_all() {
         client.synced().await;
         clients.push(client);
     }
-    let resp =
-        reqwest::Client::new().delete(servers[1].url(&format!("/api/docs/{id}"))).send().await.unwrap();
+    // A rename on one instance is what every other one answers at once (titles live in the database).
+    let http = reqwest::Client::new();
+    let path = format!("/api/docs/{id}");
+    let renamed =
+        http.patch(servers[2].url(&path)).json(&json!({"title": "renamed on 2"})).send().await.unwrap();
+    assert_eq!(renamed.status(), 200);
+    for server in &servers {
+        let doc: serde_json::Value = http.get(server.url(&path)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(doc["title"], "renamed on 2");
+    }
+    let resp = http.delete(servers[1].url(&path)).send().await.unwrap();
     assert_eq!(resp.status(), 204);
     for client in &mut clients {
         let close = client.wait_closed().await.expect("a close frame");
