@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::doc::{DocSettings, Registry};
 use crate::http::{self, AppState, EdgeSettings, LimitSettings, Limits, Origins, SocketSettings, Tls};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Of the shutdown budget, what is kept for connections to send their close frames after
 /// the documents have saved.
@@ -111,18 +111,31 @@ pub async fn run(
 /// is reported with the database's own error.
 async fn connect_store(config: &Config) -> anyhow::Result<Store> {
     let shown = redact(&config.database_url);
+    let connect = || Store::connect(&config.database_url);
+    let store = patiently(config, &shown, connect, StoreError::is_transient).await;
+    store.with_context(|| format!("opening the database {shown}"))
+}
+
+/// Tries `connect` until it succeeds, fails for good (`worth_retrying` says no), or
+/// `--database-wait-ms` has passed, with backoff from 250 ms to 5 s: a service that does not
+/// answer yet (a container still starting) is waited for, and the last error is returned.
+async fn patiently<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    config: &Config,
+    shown: &str,
+    mut connect: impl FnMut() -> F,
+    worth_retrying: impl Fn(&E) -> bool,
+) -> Result<T, E> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(config.database_wait_ms);
     let mut wait = Duration::from_millis(250);
     loop {
-        match Store::connect(&config.database_url).await {
-            Ok(store) => return Ok(store),
-            Err(err) if err.is_transient() && tokio::time::Instant::now() + wait < deadline => {
-                tracing::warn!(store = %shown, error = %err, retry_in_ms = wait.as_millis() as u64,
-                    "the database does not answer yet; trying again");
+        match connect().await {
+            Err(err) if worth_retrying(&err) && tokio::time::Instant::now() + wait < deadline => {
+                tracing::warn!(service = %shown, error = %err, retry_in_ms = wait.as_millis() as u64,
+                    "it does not answer yet; trying again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
             }
-            Err(err) => return Err(err).with_context(|| format!("opening the database {shown}")),
+            done => return done,
         }
     }
 }
@@ -153,19 +166,8 @@ async fn join_cluster(config: &Config, store: &Store) -> anyhow::Result<Option<C
         );
     }
     let shown = redact(url);
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(config.database_wait_ms);
-    let mut wait = Duration::from_millis(250);
-    loop {
-        match Cluster::connect(url).await {
-            Ok(cluster) => return Ok(Some(cluster)),
-            Err(err) if tokio::time::Instant::now() + wait < deadline => {
-                tracing::warn!(redis = %shown, error = %err, "Redis does not answer yet; trying again");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Err(err) => return Err(err).with_context(|| format!("connecting to Redis at {shown}")),
-        }
-    }
+    let cluster = patiently(config, &shown, || Cluster::connect(url), |_| true).await;
+    cluster.map(Some).with_context(|| format!("connecting to Redis at {shown}"))
 }
 
 /// The connection caps, with the default total worked out from the descriptor limit.

@@ -139,7 +139,7 @@ fn apply_one(doc: &Doc, conn: ConnId, incoming: IncomingUpdate) -> Result<Applie
             tracing::info!(?conn, "held back an update that overlaps one waiting for its dependencies");
             Ok(Applied { held_back: 1, ..Applied::default() })
         }
-        Ok(Ok(Admit::Refuse)) => {
+        Ok(Ok(Admit::Gap)) => {
             tracing::debug!(?conn, "held back an update that skips clocks of its client");
             Ok(Applied { skipped: vec![conn], ..Applied::default() })
         }
@@ -191,7 +191,7 @@ fn apply_many(doc: &Doc, updates: Vec<(ConnId, IncomingUpdate)>) -> Result<Appli
                     held_back += 1;
                     continue;
                 }
-                Admit::Refuse => {
+                Admit::Gap => {
                     tracing::debug!(?conn, "held back an update that skips clocks of its client");
                     skipped.push(conn);
                     continue;

@@ -113,11 +113,11 @@ pub fn overlaps_pending<T: ReadTxn>(txn: &T, update: &Update) -> bool {
 }
 
 /// Whether `update` starts a client's blocks past the clock the document has for that client
-/// (counting what it holds pending), leaving a gap in that client's own history. Honest
-/// clients never send that (each connection delivers a client's updates in clock order, and
-/// a reconnect's step 2 starts from the server's own state vector), and yrs takes some such
-/// updates without setting them aside as pending, leaving a hole that later updates of the
-/// client trip over (found by fuzzing: it then read freed memory). A pending update (one
+/// (counting what it holds pending), leaving a gap in that client's own history. yrs takes
+/// some such updates without setting them aside as pending, leaving a hole that later updates
+/// of the client trip over (found by fuzzing: it then read freed memory). An honest client
+/// sends one only for a moment: back from offline, it may type before its step 2 (with what
+/// it typed offline) went out; the step 2 then brings the update's content too. A pending update (one
 /// waiting for another client's) starts where the document's clock for its client ends, so
 /// an update that continues it is no gap: in a cluster, where another instance's updates
 /// may arrive before those they depend on, that is every day.
@@ -150,13 +150,13 @@ pub enum Admit {
     Apply,
     /// Not applied, without fuss: see [`overlaps_pending`].
     HoldBack,
-    /// Not applied, and its connection closed: see [`skips_clocks`].
-    Refuse,
+    /// Not applied, and its connection asked for a step 2: see [`skips_clocks`].
+    Gap,
 }
 
 pub fn admit<T: ReadTxn>(txn: &T, update: &Update) -> Admit {
     if skips_clocks(txn, update) {
-        Admit::Refuse
+        Admit::Gap
     } else if overlaps_pending(txn, update) {
         Admit::HoldBack
     } else {

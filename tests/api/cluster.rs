@@ -93,23 +93,30 @@ async fn prerequisites(test: &str) -> Option<TestDb> {
     Some(TestDb::new(backend).await)
 }
 
-/// Three instances on `db`, fanned out through `redis`.
-fn instances(db: &TestDb, redis: &Redis, extra: &[(&str, &str)]) -> Vec<Binary> {
+/// Three instances on a fresh database, fanned out through a Redis of the test's own.
+struct Three {
+    servers: Vec<Binary>,
+    redis: Redis,
+    db: TestDb,
+}
+
+/// Starts [`Three`] with `extra` settings; `None` (after a loud skip) when something is missing.
+async fn three(test: &str, extra: &[(&str, &str)]) -> Option<Three> {
+    let db = prerequisites(test).await?;
+    let redis = Redis::start().await;
     let url = redis.url();
     let mut env: Vec<(&str, &str)> = vec![("TANDEM_REDIS_URL", &url), ("TANDEM_MAX_MESSAGES_PER_SEC", "0")];
     env.extend_from_slice(extra);
-    (0..3).map(|_| Binary::start(&db.url, &env)).collect()
+    let servers = (0..3).map(|_| Binary::start(&db.url, &env)).collect();
+    Some(Three { servers, redis, db })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_on_three_instances_see_each_others_edits_and_cursors() {
-    let Some(db) =
-        prerequisites("cluster::clients_on_three_instances_see_each_others_edits_and_cursors").await
-    else {
+    let test = "cluster::clients_on_three_instances_see_each_others_edits_and_cursors";
+    let Some(Three { servers, redis: _redis, db: _db }) = three(test, &[]).await else {
         return;
     };
-    let redis = Redis::start().await;
-    let servers = instances(&db, &redis, &[]);
     let id = servers[0].create_doc("spread").await;
     let mut clients = Vec::new();
     for (i, server) in servers.iter().enumerate() {
@@ -148,12 +155,12 @@ async fn clients_on_three_instances_see_each_others_edits_and_cursors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cursors_of_a_dead_instances_clients_go_with_it() {
     let test = "cluster::the_cursors_of_a_dead_instances_clients_go_with_it";
-    let Some(db) = prerequisites(test).await else {
+    // Peers are given up 2 s after their last word; a client's own state after 4 s.
+    let Some(Three { mut servers, redis: _redis, db: _db }) =
+        three(test, &[("TANDEM_AWARENESS_TIMEOUT_MS", "4000")]).await
+    else {
         return;
     };
-    let redis = Redis::start().await;
-    // Peers are given up 2 s after their last word; a client's own state after 4 s.
-    let mut servers = instances(&db, &redis, &[("TANDEM_AWARENESS_TIMEOUT_MS", "4000")]);
     let id = servers[0].create_doc("ghosts").await;
     let mut watcher = Client::connect(&servers[0].ws_url(&id)).await;
     watcher.synced().await;
@@ -178,15 +185,63 @@ async fn the_cursors_of_a_dead_instances_clients_go_with_it() {
     drop(doomed);
 }
 
+/// Redis is a shared bus: what arrives on a document's channel is checked as a client's
+/// messages are. Garbage, an envelope of another version, and envelopes whose update or
+/// awareness payload does not decode are dropped; the instances carry on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delete_on_one_instance_closes_the_documents_sockets_on_all() {
-    let Some(db) =
-        prerequisites("cluster::a_delete_on_one_instance_closes_the_documents_sockets_on_all").await
-    else {
+async fn garbage_on_a_documents_channel_is_dropped() {
+    use tandem::cluster::{Body, Envelope, InstanceId};
+    let test = "cluster::garbage_on_a_documents_channel_is_dropped";
+    let Some(Three { servers, redis, db: _db }) = three(test, &[]).await else {
         return;
     };
-    let redis = Redis::start().await;
-    let servers = instances(&db, &redis, &[]);
+    let id = servers[0].create_doc("bus").await;
+    let mut here = Client::connect(&servers[0].ws_url(&id)).await;
+    let mut there = Client::connect(&servers[1].ws_url(&id)).await;
+    here.synced().await;
+    there.synced().await;
+    let stranger = InstanceId(uuid::Uuid::new_v4());
+    let garbage: Vec<Vec<u8>> = vec![
+        b"not an envelope".to_vec(),
+        vec![9; 40],
+        Envelope {
+            from: stranger,
+            seq: 1,
+            body: Body::Update(bytes::Bytes::from_static(&[0, 2, 3, 0xff, 0xff])),
+        }
+        .encode()
+        .to_vec(),
+        Envelope { from: stranger, seq: 2, body: Body::Awareness(bytes::Bytes::from_static(&[1, 5, 1, 2])) }
+            .encode()
+            .to_vec(),
+        Envelope { from: stranger, seq: 3, body: Body::Update(bytes::Bytes::from(vec![0u8; 3000])) }
+            .encode()
+            .to_vec(),
+    ];
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for message in garbage {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(format!("tandem:doc:{id}"))
+            .arg(message)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    there.append("still fanned out").await;
+    here.wait_for_text("still fanned out").await;
+    assert!(here.closed.is_none() && there.closed.is_none());
+    for server in &servers {
+        assert_eq!(server.text(&id).await, "still fanned out");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_on_one_instance_closes_the_documents_sockets_on_all() {
+    let test = "cluster::a_delete_on_one_instance_closes_the_documents_sockets_on_all";
+    let Some(Three { servers, redis: _redis, db: _db }) = three(test, &[]).await else {
+        return;
+    };
     let id = servers[0].create_doc("doomed").await;
     let mut clients = Vec::new();
     for server in &servers {
@@ -220,14 +275,13 @@ async fn a_delete_on_one_instance_closes_the_documents_sockets_on_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_writing_one_document_while_it_compacts_lose_nothing() {
-    let Some(db) =
-        prerequisites("cluster::three_instances_writing_one_document_while_it_compacts_lose_nothing").await
+    let test = "cluster::three_instances_writing_one_document_while_it_compacts_lose_nothing";
+    // A snapshot every 20 log rows: compactions all the time, by every instance.
+    let Some(Three { mut servers, db, redis: _redis }) =
+        three(test, &[("TANDEM_SNAPSHOT_UPDATES", "20")]).await
     else {
         return;
     };
-    let redis = Redis::start().await;
-    // A snapshot every 20 log rows: compactions all the time, by every instance.
-    let mut servers = instances(&db, &redis, &[("TANDEM_SNAPSHOT_UPDATES", "20")]);
     let id = servers[0].create_doc("compacted").await;
     let replicas: Vec<(usize, Replica)> =
         (0..6).map(|i| (0, Replica::spawn(servers[i % 3].ws_url(&id)))).collect();
@@ -259,14 +313,10 @@ async fn three_instances_writing_one_document_while_it_compacts_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_or_paused_every_replica_converges_without_reconnecting() {
-    let Some(db) =
-        prerequisites("cluster::redis_restarted_or_paused_every_replica_converges_without_reconnecting")
-            .await
-    else {
+    let test = "cluster::redis_restarted_or_paused_every_replica_converges_without_reconnecting";
+    let Some(Three { servers, mut redis, db: _db }) = three(test, &[]).await else {
         return;
     };
-    let mut redis = Redis::start().await;
-    let servers = instances(&db, &redis, &[]);
     let id = servers[0].create_doc("through trouble").await;
     let replicas: Vec<(usize, Replica)> =
         (0..6).map(|i| (0, Replica::spawn(servers[i % 3].ws_url(&id)))).collect();
@@ -355,13 +405,13 @@ impl Drop for Balancer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_killed_behind_the_balancer_loses_nothing() {
     let test = "cluster::an_instance_killed_behind_the_balancer_loses_nothing";
-    let Some(db) = prerequisites(test).await else {
-        return;
-    };
-    let redis = Redis::start().await;
     // The survivors give the dead instance up 2 s after its last word (half the awareness
     // timeout), then store what it had published but not stored.
-    let mut servers = instances(&db, &redis, &[("TANDEM_AWARENESS_TIMEOUT_MS", "4000")]);
+    let Some(Three { mut servers, db, redis: _redis }) =
+        three(test, &[("TANDEM_AWARENESS_TIMEOUT_MS", "4000")]).await
+    else {
+        return;
+    };
     let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
     let Some(balancer) = Balancer::start(&addrs).await else {
         assert!(!require_all(), "{test}: nginx is not installed");
