@@ -2,6 +2,7 @@
 // a console watch and a screenshot folder. Each ends by saving a screenshot of its end state.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ACCESS_SCENARIOS } from './accessScenarios.mjs';
+import { HISTORY_SCENARIOS } from './historyScenarios.mjs';
 import { TLS_SCENARIOS } from './tlsScenarios.mjs';
 import { editorText, openDoc, screenshot, status, typeInto, waitForStatus, waitForText, waitUntil } from './pages.mjs';
 
@@ -305,5 +306,6 @@ export const SCENARIOS = [
   ['phone', 'the list and the editor fit a phone screen', phone],
   ['reopen', 'edits typed with the server down survive closing the browser and reach the other page later', closedWhileDown],
   ...ACCESS_SCENARIOS,
+  ...HISTORY_SCENARIOS,
   ...TLS_SCENARIOS,
 ];

@@ -35,6 +35,23 @@ export interface ShareLink {
   expires_at: string;
 }
 
+/** A kept state of a document (version history): its text is read apart, with `versionText`. */
+export interface Version {
+  id: string;
+  doc_id: string;
+  created_at: string;
+  label: string | null;
+  /** The display names of the people who edited since the version before. */
+  editors: string[];
+  /** Kept after a pause in editing, on request (`Name this version`), or just before a restore. */
+  reason: 'auto' | 'request' | 'restore';
+}
+
+export interface VersionPage {
+  versions: Version[];
+  next_cursor: string | null;
+}
+
 /** A failed request: `status` is the HTTP status, or 0 when the server could not be reached. */
 export class ApiError extends Error {
   constructor(
@@ -54,8 +71,9 @@ export class Api {
   /** `token` is sent with every call; null in open mode, or when the page has none. */
   constructor(readonly token: string | null) {}
 
-  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' };
+  /** Sends a request and returns the response if it succeeded; throws an ApiError (with the server's words) if not. */
+  private async send(method: string, path: string, body?: unknown, accept = 'application/json'): Promise<Response> {
+    const headers: Record<string, string> = { accept };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     let response: Response;
@@ -79,6 +97,11 @@ export class Api {
       }
       throw new ApiError(response.status, message);
     }
+    return response;
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await this.send(method, path, body);
     if (response.status === 204) return undefined as T;
     return (await response.json()) as T;
   }
@@ -113,4 +136,39 @@ export class Api {
   makeLink(id: string, scope: 'read' | 'write', ttl: string): Promise<ShareLink> {
     return this.request('POST', `/api/docs/${encodeURIComponent(id)}/links`, { scope, ttl });
   }
+
+  // Version history: /api/docs/{id}/versions, newest first.
+
+  listVersions(id: string, cursor: string | null, limit = 50): Promise<VersionPage> {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (cursor) query.set('cursor', cursor);
+    return this.request('GET', `${versionsPath(id)}?${query}`);
+  }
+
+  /** Keeps the document's state now as a version, named `label` if given. */
+  makeVersion(id: string, label: string | null): Promise<Version> {
+    return this.request('POST', versionsPath(id), label ? { label } : undefined);
+  }
+
+  /** The document's text as it was at version `vid`. */
+  async versionText(id: string, vid: string): Promise<string> {
+    const response = await this.send('GET', `${versionsPath(id)}/${encodeURIComponent(vid)}/text`, undefined, 'text/plain');
+    return response.text();
+  }
+
+  deleteVersion(id: string, vid: string): Promise<void> {
+    return this.request('DELETE', `${versionsPath(id)}/${encodeURIComponent(vid)}`);
+  }
+
+  /**
+   * Brings the document back to version `vid`. The server changes the live document (every open editor follows);
+   * the answer is the version it kept of the state just before, so that the restore can be undone.
+   */
+  restoreVersion(id: string, vid: string): Promise<Version> {
+    return this.request('POST', `${versionsPath(id)}/${encodeURIComponent(vid)}/restore`);
+  }
+}
+
+function versionsPath(id: string): string {
+  return `/api/docs/${encodeURIComponent(id)}/versions`;
 }

@@ -1,4 +1,5 @@
-// The page at /d/{id}: title, connection status, people present, copy-link or share, and the shared editor.
+// The page at /d/{id}: title, connection status, people present, copy-link or share, version history, and the
+// shared editor.
 // In token mode the page first learns what its token allows (access.ts): a viewer gets a read-only editor, an
 // admin the Share control, and a refused or expired token a page that says so instead of a reconnect spinner.
 import * as Y from 'yjs';
@@ -16,6 +17,7 @@ import { copyLink, flash } from './copyLink';
 import { renderPresence } from './presence';
 import { showMessage } from './message';
 import { shareControl } from './share';
+import { HistoryPanel } from './history';
 import { keepToken, keptToken, takeToken, type GivenToken } from './tokenStore';
 
 /** How often the title is re-read, so a rename made elsewhere shows up (and a deletion is noticed). */
@@ -130,22 +132,33 @@ function openEditor(main: HTMLElement, id: string, initial: Doc | null, { api, a
     ({ button: passOn, panel: sharePanel } = shareControl(api, id));
   }
   const editorHost = h('div', { class: 'editor-host' });
+  const previewHost = h('div', { class: 'preview-host', hidden: true });
+  const page = h('section', { class: 'doc-page' });
+  const history = new HistoryPanel({
+    api,
+    docId: id,
+    access,
+    live: text,
+    editorHost,
+    previewHost,
+    onToggle: (open) => {
+      page.classList.toggle('history-open', open);
+      main.classList.toggle('main-wide', open);
+    },
+  });
 
   replaceChildren(
-    main,
+    page,
     h(
-      'section',
-      { class: 'doc-page' },
-      h(
-        'div',
-        { class: 'doc-header' },
-        h('div', { class: 'doc-title-row' }, h('label', { class: 'visually-hidden', for: 'doc-title' }, 'Document title'), title.el),
-        h('div', { class: 'doc-meta' }, statusBadge, viewOnly, people, h('span', { class: 'doc-actions' }, you, passOn, note)),
-        sharePanel,
-      ),
-      editorHost,
+      'div',
+      { class: 'doc-header' },
+      h('div', { class: 'doc-title-row' }, h('label', { class: 'visually-hidden', for: 'doc-title' }, 'Document title'), title.el),
+      h('div', { class: 'doc-meta' }, statusBadge, viewOnly, people, h('span', { class: 'doc-actions' }, you, history.button, passOn, note)),
+      sharePanel,
     ),
+    h('div', { class: 'doc-body' }, h('div', { class: 'doc-main-column' }, editorHost, previewHost), history.el),
   );
+  replaceChildren(main, page);
 
   const view = mountEditor(editorHost, text, provider.awareness, { readOnly: !writable });
 
@@ -216,6 +229,8 @@ function openEditor(main: HTMLElement, id: string, initial: Doc | null, { api, a
     provider.off('connection-close', onClose);
     provider.off('closed', onFinalClose);
     monitor.destroy();
+    history.destroy();
+    main.classList.remove('main-wide');
     view.destroy();
     provider.destroy();
     void local?.destroy();

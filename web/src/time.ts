@@ -1,7 +1,8 @@
-// Human-friendly timestamps for the document list.
+// Human-friendly timestamps for the document list and the version history.
 
 const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
 const absolute = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const exact = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
 const UNITS: Array<[Intl.RelativeTimeFormatUnit, number]> = [
   ['year', 365 * 24 * 3600],
@@ -27,4 +28,10 @@ export function timeAgo(iso: string, now = Date.now()): string {
 export function fullDate(iso: string): string {
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? iso : absolute.format(date);
+}
+
+/** The date and the time to the second, for telling apart versions kept a moment apart. */
+export function exactDate(iso: string): string {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? iso : exact.format(date);
 }
