@@ -170,6 +170,7 @@ async function historyAccess(t) {
   await editor.locator(`.version-row[data-id="${made.id}"] .version-item`).click();
   const editorPreview = a.locator('.version-preview');
   await editorPreview.getByRole('button', { name: 'Restore this version' }).waitFor();
+  await editorPreview.locator('.diff-view', { hasText: 'Only editors restore.' }).waitFor();
   if ((await editorPreview.getByRole('button', { name: 'Delete', exact: true }).count()) !== 0) throw new Error('an editor is offered Delete');
   await screenshot(t.shots, 'history-access', [['editor', a], ['viewer', b]]);
 }

@@ -28,7 +28,7 @@ export interface PreviewOptions {
 
 /** A short name for a version: its label, else when it was kept. */
 export function versionName(version: Version): string {
-  return version.label ?? `Version from ${timeAgo(version.created_at)}`;
+  return version.label ?? `Version kept ${timeAgo(version.created_at)}`;
 }
 
 export function editorsOf(version: Version): string {
