@@ -215,6 +215,25 @@ pub struct Config {
     #[arg(long, env = "TANDEM_SHUTDOWN_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Keep a version of a document when editing pauses this long (a duration: 1m, 30s).
+    /// 0 turns automatic versions off (versions on request and restores still work).
+    #[arg(long, env = "TANDEM_VERSION_AFTER_IDLE", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub version_after_idle: Duration,
+
+    /// While editing goes on without such a pause, keep a version at least this often.
+    /// 0: only at pauses.
+    #[arg(long, env = "TANDEM_VERSION_EVERY", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub version_every: Duration,
+
+    /// Keep every version this long...
+    #[arg(long, env = "TANDEM_VERSION_KEEP_ALL", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub version_keep_all: Duration,
+
+    /// ...then the last of each hour until this age, then the last of each day. Labelled
+    /// versions are kept until deleted.
+    #[arg(long, env = "TANDEM_VERSION_KEEP_HOURLY", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub version_keep_hourly: Duration,
+
     /// Redis (`redis://host:6379`) to run several instances behind a load balancer: each
     /// fans out what its clients send to the others through it. Needs Postgres.
     #[arg(long, env = "TANDEM_REDIS_URL")]
@@ -265,6 +284,19 @@ impl Config {
 
     pub fn awareness_timeout(&self) -> Duration {
         Duration::from_millis(self.awareness_timeout_ms)
+    }
+
+    /// When versions are kept, and for how long.
+    pub fn version_settings(&self) -> crate::doc::VersionSettings {
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        crate::doc::VersionSettings {
+            after_idle: nonzero(self.version_after_idle),
+            every: nonzero(self.version_every),
+            retention: crate::store::Retention {
+                keep_all: self.version_keep_all,
+                keep_hourly: self.version_keep_hourly.max(self.version_keep_all),
+            },
+        }
     }
 
     pub fn frame_timeout(&self) -> Duration {

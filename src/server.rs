@@ -20,6 +20,10 @@ use crate::store::{Store, StoreError};
 /// the documents have saved.
 const CLOSE_SHARE: Duration = Duration::from_millis(500);
 
+/// How often version retention is applied to every document, beside the pruning each new
+/// version does for its own document (a document no one edits still ages).
+const RETENTION_SWEEP: Duration = Duration::from_secs(3600);
+
 /// Connects the store (applying migrations), then serves on `listener` until `shutdown`
 /// resolves. Then it stops accepting, closes every socket with 1001 and writes every
 /// document's pending updates before returning.
@@ -74,8 +78,10 @@ pub async fn run(
         );
     }
 
+    let retention = state.config.version_settings().retention;
     let app = http::router(state);
     let watching = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(sweep_versions(store.clone(), retention, watching.clone()));
     if let Some(tls) = &tls {
         tls.clone().watch(watching.clone());
     }
@@ -104,6 +110,38 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Applies version retention to every document with versions, a minute after start and then
+/// every [`RETENTION_SWEEP`], until `stop`.
+async fn sweep_versions(
+    store: Store,
+    retention: crate::store::Retention,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut next = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            () = stop.cancelled() => return,
+        }
+        next += RETENTION_SWEEP;
+        let docs = match store.docs_with_versions().await {
+            Ok(docs) => docs,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not apply version retention");
+                continue;
+            }
+        };
+        let mut pruned = 0;
+        for doc in docs {
+            match store.prune_versions(doc, retention, crate::model::now()).await {
+                Ok(n) => pruned += n,
+                Err(err) => tracing::warn!(doc_id = %doc, error = %err, "could not apply version retention"),
+            }
+        }
+        tracing::info!(pruned, "version retention applied");
+    }
 }
 
 /// Opens the store (applying migrations). A database that does not answer yet (a container

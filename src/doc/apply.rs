@@ -158,7 +158,10 @@ fn apply_one(doc: &Doc, conn: ConnId, incoming: IncomingUpdate) -> Result<Applie
 /// Runs `apply` (one transaction on `doc`) and returns what it returned with the
 /// transaction's update, observed only for it: yrs encodes a transaction's update only when
 /// someone listens. yrs panicking is `Panicked`.
-fn in_one_transaction<R>(doc: &Doc, apply: impl FnOnce() -> R) -> Result<(R, Option<Vec<u8>>), Panicked> {
+pub(super) fn in_one_transaction<R>(
+    doc: &Doc,
+    apply: impl FnOnce() -> R,
+) -> Result<(R, Option<Vec<u8>>), Panicked> {
     let merged = Arc::new(Mutex::new(None::<Vec<u8>>));
     let slot = Arc::clone(&merged);
     let _ = doc.observe_update_v1(MERGED_KEY, move |_, event| {

@@ -62,6 +62,11 @@ impl Fanout {
         self.subscribers.get(&conn).is_some_and(|s| s.peer.can_write())
     }
 
+    /// The display name the connection's token gives, if any.
+    pub(super) fn name(&self, conn: ConnId) -> Option<&str> {
+        self.subscribers.get(&conn).and_then(|s| s.peer.name.as_deref())
+    }
+
     /// True when both connections belong to the same known principal.
     pub(super) fn same_principal(&self, a: ConnId, b: ConnId) -> bool {
         let principal = |conn| self.subscribers.get(&conn).and_then(|s| s.peer.principal.as_ref());
@@ -127,7 +132,7 @@ mod tests {
     use crate::doc::outbox::Taken;
 
     fn peer(scope: Scope, principal: Option<&str>) -> Peer {
-        Peer { scope, principal: principal.map(Arc::from) }
+        Peer { scope, principal: principal.map(Arc::from), name: None }
     }
 
     #[tokio::test]

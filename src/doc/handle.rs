@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::history::{Capture, Edit};
 use super::outbox::Outbox;
 use super::protocol::ClientMessage;
 use crate::auth::Scope;
@@ -60,12 +61,15 @@ pub struct Peer {
     /// of the same principal may take over the cursor of an older one: a reconnect that beat
     /// the old socket's close. Without one, a cursor stays with the connection that made it.
     pub principal: Option<Arc<str>>,
+    /// The display name a token gives (`name`), which versions record as the editor's; without
+    /// one, the `user.name` of the connection's awareness is.
+    pub name: Option<Arc<str>>,
 }
 
 impl Peer {
     /// A peer that may do everything and shares its cursor with no one (tests, benchmarks).
     pub fn writer() -> Self {
-        Self { scope: Scope::Admin, principal: None }
+        Self { scope: Scope::Admin, principal: None, name: None }
     }
 
     pub fn can_write(&self) -> bool {
@@ -124,11 +128,30 @@ pub(super) enum DocMsg {
     Loaded { respond_to: oneshot::Sender<Result<(), DocError>> },
     /// Write everything pending; answers once it is in the store.
     Flush { respond_to: oneshot::Sender<Result<(), DocError>> },
+    /// The state, text and editors since the last version, for a restore (the history goes on).
+    Capture { respond_to: oneshot::Sender<Capture> },
+    /// The same, for a version kept now: the history starts again from here.
+    TakeVersion { respond_to: oneshot::Sender<Capture> },
+    /// Apply a restore's edits, unless the document no longer holds `expect` exactly.
+    Restore {
+        edits: Vec<Edit>,
+        expect: yrs::StateVector,
+        by: Option<String>,
+        respond_to: oneshot::Sender<Restored>,
+    },
     /// The document is being deleted: end every connection and stop without saving.
     Close { respond_to: oneshot::Sender<()> },
     /// Tests: the actor fails as when yrs panics (it saves what it holds and stops).
     #[cfg(test)]
     Fail,
+}
+
+/// What became of a restore's edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restored {
+    Applied,
+    /// The document changed after its state was captured: capture it again.
+    Changed,
 }
 
 /// A handle to a running document actor. Cloning is cheap (a channel sender).
@@ -204,6 +227,23 @@ impl DocHandle {
 
     pub async fn text(&self) -> Result<String, DocError> {
         self.ask(|respond_to| DocMsg::Text { respond_to }).await
+    }
+
+    pub async fn capture(&self) -> Result<Capture, DocError> {
+        self.ask(|respond_to| DocMsg::Capture { respond_to }).await
+    }
+
+    pub async fn take_version(&self) -> Result<Capture, DocError> {
+        self.ask(|respond_to| DocMsg::TakeVersion { respond_to }).await
+    }
+
+    pub async fn restore(
+        &self,
+        edits: Vec<Edit>,
+        expect: yrs::StateVector,
+        by: Option<String>,
+    ) -> Result<Restored, DocError> {
+        self.ask(|respond_to| DocMsg::Restore { edits, expect, by, respond_to }).await
     }
 
     pub async fn flush(&self) -> Result<(), DocError> {

@@ -13,6 +13,7 @@ mod actor;
 mod apply;
 mod fanout;
 mod handle;
+mod history;
 mod outbox;
 mod persist;
 mod presence;
@@ -22,6 +23,7 @@ mod remote;
 mod size;
 mod untrusted;
 
-pub use handle::{Close, ConnId, DocError, DocHandle, Peer, Subscription};
+pub use handle::{Close, ConnId, DocError, DocHandle, Peer, Restored, Subscription};
+pub use history::{Capture, Edit, VersionSettings, diff, text_of_state};
 pub use outbox::{Outbox, Taken};
 pub use registry::{DocSettings, Registry};

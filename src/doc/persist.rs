@@ -391,6 +391,7 @@ mod tests {
             max_doc_bytes: u64::MAX,
             shared_log: false,
             max_pending_bytes: 3000,
+            versions: crate::config::Config::defaults().version_settings(),
         }
     }
 

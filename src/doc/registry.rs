@@ -10,7 +10,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::actor::DocActor;
-use super::handle::{DocError, DocHandle, INBOX_CAPACITY, Peer, Subscription};
+use super::handle::{DocError, DocHandle, INBOX_CAPACITY, Peer, Restored, Subscription};
+use super::history::{Capture, Edit, VersionSettings};
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct DocSettings {
     pub shared_log: bool,
     /// Most bytes of applied updates a document holds unstored (see `persist`).
     pub max_pending_bytes: u64,
+    /// When versions are kept, and for how long.
+    pub versions: VersionSettings,
 }
 
 impl From<&Config> for DocSettings {
@@ -47,6 +50,7 @@ impl From<&Config> for DocSettings {
             max_doc_bytes: config.max_doc_bytes,
             shared_log: config.redis_url.is_some(),
             max_pending_bytes: config.max_pending_bytes,
+            versions: config.version_settings(),
         }
     }
 }
@@ -184,15 +188,50 @@ impl Registry {
         Err(DocError::Gone)
     }
 
-    /// The live text of a document (loading it if needed).
-    pub async fn text(&self, id: DocId) -> Result<String, DocError> {
+    /// Asks a document's actor (started, and the document loaded, if need be), again if it
+    /// raced with one that was unloading.
+    async fn ask<T, F: Future<Output = Result<T, DocError>>>(
+        &self,
+        id: DocId,
+        ask: impl Fn(DocHandle) -> F,
+    ) -> Result<T, DocError> {
         for _ in 0..RACE_RETRIES {
-            match self.open(id)?.text().await {
+            match ask(self.open(id)?).await {
                 Err(DocError::Gone) => continue,
                 other => return other,
             }
         }
         Err(DocError::Gone)
+    }
+
+    /// The live text of a document (loading it if needed).
+    pub async fn text(&self, id: DocId) -> Result<String, DocError> {
+        self.ask(id, |handle| async move { handle.text().await }).await
+    }
+
+    /// The document's state for a restore: what a version of it keeps, and what the restore's
+    /// edits are computed against.
+    pub async fn capture(&self, id: DocId) -> Result<Capture, DocError> {
+        self.ask(id, |handle| async move { handle.capture().await }).await
+    }
+
+    /// The document's state for a version kept now; the next one records who edits from here.
+    pub async fn take_version(&self, id: DocId) -> Result<Capture, DocError> {
+        self.ask(id, |handle| async move { handle.take_version().await }).await
+    }
+
+    /// Applies a restore's edits through the document's actor, if it still holds `expect`.
+    pub async fn restore(
+        &self,
+        id: DocId,
+        edits: &[Edit],
+        expect: &yrs::StateVector,
+        by: Option<&str>,
+    ) -> Result<Restored, DocError> {
+        self.ask(id, |handle| async move {
+            handle.restore(edits.to_vec(), expect.clone(), by.map(str::to_owned)).await
+        })
+        .await
     }
 
     /// Writes everything pending for a document, if it is open.

@@ -11,7 +11,7 @@ use super::handshake::{self, HandshakeError};
 use super::limits::Refusal;
 use crate::auth::{Denied, TokenError};
 use crate::doc::DocError;
-use crate::model::{InvalidCursor, InvalidDocId, InvalidTitle};
+use crate::model::{InvalidCursor, InvalidDocId, InvalidLabel, InvalidTitle, InvalidVersionId};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub const DOC_NOT_FOUND: Self = Self::NotFound("document not found");
+    pub const VERSION_NOT_FOUND: Self = Self::NotFound("version not found");
 
     fn status(&self) -> StatusCode {
         match self {
@@ -145,6 +146,7 @@ impl From<StoreError> for ApiError {
             err @ (StoreError::UnsupportedUrl(_)
             | StoreError::Migrate(_)
             | StoreError::Folder { .. }
+            | StoreError::Compression(_)
             | StoreError::Merge(_)) => Self::Internal(err.to_string()),
         }
     }
@@ -172,6 +174,18 @@ impl From<InvalidDocId> for ApiError {
 impl From<InvalidCursor> for ApiError {
     fn from(err: InvalidCursor) -> Self {
         Self::BadRequest(err.to_string())
+    }
+}
+
+impl From<InvalidVersionId> for ApiError {
+    fn from(err: InvalidVersionId) -> Self {
+        Self::BadRequest(err.to_string())
+    }
+}
+
+impl From<InvalidLabel> for ApiError {
+    fn from(err: InvalidLabel) -> Self {
+        Self::Unprocessable(err.to_string())
     }
 }
 

@@ -10,6 +10,7 @@ mod limits;
 mod links;
 mod listener;
 mod tls;
+mod versions;
 mod web;
 mod websocket;
 mod ws;
@@ -68,6 +69,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     // What pages and people reach: every route here checks origins and tokens.
     let api = docs::router()
+        .merge(versions::router())
         .route("/api/access", get(access::show_access))
         .route("/metrics", get(show_metrics))
         .route("/ws/{id}", get(ws::doc_socket))

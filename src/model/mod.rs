@@ -1,6 +1,10 @@
-//! The shared nouns: document ids, titles and document metadata.
+//! The shared nouns: document ids, titles and document metadata; versions (`version`).
 //!
 //! Plain data every layer uses; this module imports no other module of the crate.
+
+mod version;
+
+pub use version::{InvalidLabel, InvalidVersionId, Label, Reason, Version, VersionCursor, VersionId};
 
 use std::fmt;
 use std::str::FromStr;
@@ -145,12 +149,17 @@ impl FromStr for PageCursor {
     type Err = InvalidCursor;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (micros, id) = s.split_once('.').ok_or(InvalidCursor)?;
-        let micros: i64 = micros.parse().map_err(|_| InvalidCursor)?;
-        let updated_at = DateTime::from_timestamp_micros(micros).ok_or(InvalidCursor)?;
-        let id = id.parse().map_err(|_| InvalidCursor)?;
-        Ok(Self { updated_at, id })
+        let (updated_at, id) = parse_cursor(s)?;
+        Ok(Self { updated_at, id: id.parse().map_err(|_| InvalidCursor)? })
     }
+}
+
+/// `<µs>.<id>`, the form of every cursor, split into its time and its id text.
+fn parse_cursor(s: &str) -> Result<(DateTime<Utc>, &str), InvalidCursor> {
+    let (micros, id) = s.split_once('.').ok_or(InvalidCursor)?;
+    let micros: i64 = micros.parse().map_err(|_| InvalidCursor)?;
+    let at = DateTime::from_timestamp_micros(micros).ok_or(InvalidCursor)?;
+    Ok((at, id))
 }
 
 /// A `cursor` query parameter that this server did not hand out.

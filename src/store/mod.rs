@@ -10,6 +10,9 @@
 
 mod postgres;
 mod sqlite;
+mod versions;
+
+pub use versions::{NewVersion, Retention};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +51,9 @@ pub enum StoreError {
     Merge(String),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A version's state that zstd could not compress or decompress.
+    #[error("version state: {0}")]
+    Compression(std::io::Error),
     #[error("could not create the database folder {path}: {source}")]
     Folder { path: String, source: std::io::Error },
 }
@@ -74,6 +80,7 @@ impl StoreError {
             | Self::UnsupportedUrl(_)
             | Self::Migrate(_)
             | Self::Folder { .. }
+            | Self::Compression(_)
             | Self::Merge(_) => false,
         }
     }
@@ -93,6 +100,22 @@ fn not_yet_stored<'a>(updates: &'a [Bytes], stored: &[(i64, Vec<u8>)]) -> (Vec<&
         }
     }
     (rest, highest)
+}
+
+/// One update holding every part: applied to a fresh document, which sets aside what it
+/// already holds (the parts overlap: the state holds rows, the snapshot holds rows).
+pub(super) fn merge(parts: &[Vec<u8>]) -> Result<Vec<u8>, StoreError> {
+    use yrs::updates::decoder::Decode;
+    use yrs::{ReadTxn, Transact};
+    let doc = yrs::Doc::new();
+    {
+        let mut txn = doc.transact_mut();
+        for part in parts {
+            let update = yrs::Update::decode_v1(part).map_err(|err| StoreError::Merge(err.to_string()))?;
+            txn.apply_update(update).map_err(|err| StoreError::Merge(err.to_string()))?;
+        }
+    }
+    Ok(doc.transact().encode_state_as_update_v1(&yrs::StateVector::default()))
 }
 
 impl Store {

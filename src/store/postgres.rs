@@ -257,7 +257,7 @@ pub(super) async fn compact_shared(pool: &PgPool, id: DocId, state: &[u8]) -> Re
         parts.push(row.try_get("data")?);
     }
     parts.push(state.to_vec());
-    let merged = merge(&parts)?;
+    let merged = super::merge(&parts)?;
     replace_snapshot(&mut tx, id, upto_seq, &merged).await?;
     sqlx::query("delete from doc_updates where doc_id = $1 and seq = any($2)")
         .bind(id)
@@ -290,22 +290,6 @@ async fn replace_snapshot(
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-/// One update holding every part: applied to a fresh document, which sets aside what it
-/// already holds (the parts overlap: the state holds rows, the snapshot holds rows).
-fn merge(parts: &[Vec<u8>]) -> Result<Vec<u8>, StoreError> {
-    use yrs::updates::decoder::Decode;
-    use yrs::{ReadTxn, Transact};
-    let doc = yrs::Doc::new();
-    {
-        let mut txn = doc.transact_mut();
-        for part in parts {
-            let update = yrs::Update::decode_v1(part).map_err(|err| StoreError::Merge(err.to_string()))?;
-            txn.apply_update(update).map_err(|err| StoreError::Merge(err.to_string()))?;
-        }
-    }
-    Ok(doc.transact().encode_state_as_update_v1(&yrs::StateVector::default()))
 }
 
 /// The advisory lock of a document's compaction: the first 64 bits of its id.

@@ -5,7 +5,7 @@
 //! The loop and the lifecycle live here; what it delegates has rooms of its own: applying
 //! updates (`apply`), awareness and who owns it (`presence`), the connections and how frames
 //! reach them (`fanout`), and the way to the store (`persist`). What the other instances of a
-//! cluster say is taken in by `peers`.
+//! cluster say is taken in by `peers`; versions are kept and restored by `versions`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,7 @@ use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 use super::apply::{self, Panicked};
 use super::fanout::Fanout;
 use super::handle::{Close, ConnId, DocError, DocMsg, Peer};
+use super::history::History;
 use super::outbox::Outbox;
 use super::persist::Persist;
 use super::presence::{self, Heard, Presence};
@@ -34,6 +35,7 @@ use crate::model::DocId;
 use crate::store::{Store, StoreError};
 
 mod peers;
+mod versions;
 use peers::next_remote;
 
 /// The root `Y.Text` the REST API reads: the editor's text.
@@ -76,6 +78,8 @@ pub(super) struct DocActor {
     burst: Vec<DocMsg>,
     /// The other instances that have the document open (in a cluster).
     remote: Option<Remote>,
+    /// Changes since the last version, and when the next is due.
+    history: History,
 }
 
 impl DocActor {
@@ -110,12 +114,13 @@ impl DocActor {
         if loaded.is_ok() {
             metrics.document_load_seconds.observe(loading.elapsed().as_secs_f64());
         }
-        let (doc, persist, size) = match loaded {
+        let (doc, persist, size, history) = match loaded {
             Ok(Loaded { doc, last_seq, log_rows, log_bytes, stored_bytes }) => {
                 let size = DocSize::loaded(settings.max_doc_bytes, stored_bytes);
+                let history = History::new(id, store.clone(), settings.versions);
                 let persist =
                     Persist::new(id, store, &settings, metrics.clone(), last_seq, log_rows, log_bytes);
-                (doc, persist, size)
+                (doc, persist, size, history)
             }
             Err(err) => {
                 if !matches!(err, DocError::NotFound | DocError::ShuttingDown) {
@@ -141,6 +146,7 @@ impl DocActor {
             started,
             burst: Vec::new(),
             remote,
+            history,
         };
         metrics.documents_open.inc();
         let exit = actor.serve(&cancel).await;
@@ -155,6 +161,7 @@ impl DocActor {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let write_due = self.persist.due_at();
+            let version_due = self.history.due_at();
             let idle = self.fanout.is_empty() && self.persist.is_clean();
             let idle_at = self.last_activity + self.settings.idle_unload;
             tokio::select! {
@@ -180,6 +187,9 @@ impl DocActor {
                         return exit;
                     }
                 }
+                () = sleep_until(version_due.unwrap_or_else(Instant::now)), if version_due.is_some() => {
+                    self.keep_version();
+                }
                 _ = sweep.tick() => self.sweep_awareness(),
                 () = sleep_until(idle_at), if idle => return Exit::Idle,
                 () = cancel.cancelled() => return Exit::Shutdown,
@@ -197,11 +207,13 @@ impl DocActor {
             Exit::Idle => {
                 tracing::debug!("unloading idle document");
                 self.fold_log().await;
+                self.keep_last_version().await;
             }
             Exit::Shutdown => {
                 self.kick_all(Close::SHUTDOWN);
                 self.persist.fold_log();
                 self.save_all().await;
+                self.keep_last_version().await;
             }
             Exit::Failed => {
                 self.kick_all(Close::FAILED);
@@ -329,6 +341,11 @@ impl DocActor {
                     self.flush_waiters.push(respond_to);
                 }
             }
+            DocMsg::Capture { respond_to } => self.capture(false, respond_to),
+            DocMsg::TakeVersion { respond_to } => self.capture(true, respond_to),
+            DocMsg::Restore { edits, expect, by, respond_to } => {
+                self.restore(&edits, &expect, by.as_deref(), respond_to)?;
+            }
             DocMsg::Close { respond_to } => return Ok(Some(Exit::Deleted(respond_to))),
             #[cfg(test)]
             DocMsg::Fail => return Err(Panicked),
@@ -374,6 +391,7 @@ impl DocActor {
             return Ok(());
         }
         let count = updates.len() as u64;
+        let writers: Vec<ConnId> = updates.iter().map(|(conn, _)| *conn).collect();
         let applied = apply::apply(self.awareness.doc(), updates).inspect_err(|_| {
             tracing::error!("applying updates panicked; reloading the document");
         })?;
@@ -386,6 +404,11 @@ impl DocActor {
                 .inc_by(applied.held_back);
         }
         let now = Instant::now();
+        for conn in writers {
+            if !applied.refused.contains(&conn) && !applied.skipped.contains(&conn) {
+                self.history.edited_by(conn, now);
+            }
+        }
         for update in applied.log {
             self.persist.push(update, now);
         }
@@ -524,6 +547,8 @@ impl DocActor {
     }
 
     fn drop_subscribers(&mut self, conns: &[ConnId], close: Option<Close>) -> Option<Bytes> {
+        // Their names, for the next version, while their token and awareness are known.
+        self.editors_leaving(conns);
         self.fanout.remove(conns, close);
         if self.fanout.is_empty() {
             // The last one left: save now rather than at the end of the batch window.
@@ -630,6 +655,8 @@ async fn refuse_all(inbox: &mut mpsc::Receiver<DocMsg>, err: &DocError) {
             DocMsg::Flush { respond_to } | DocMsg::Loaded { respond_to } => {
                 let _ = respond_to.send(Err(err.clone()));
             }
+            // Dropping the answer tells the asker the actor is gone.
+            DocMsg::Capture { .. } | DocMsg::TakeVersion { .. } | DocMsg::Restore { .. } => {}
             DocMsg::Close { respond_to } => {
                 let _ = respond_to.send(());
             }

@@ -37,6 +37,7 @@ impl DocActor {
                             remote.missed();
                         }
                         if let Some(frame) = relayed.frame {
+                            self.history.changed(Instant::now());
                             self.broadcast(frame);
                         }
                     }
@@ -67,6 +68,7 @@ impl DocActor {
                     Ok(relayed) => {
                         if let Some(frame) = relayed.frame {
                             tracing::debug!(bytes = frame.len(), "caught up from the store");
+                            self.history.changed(Instant::now());
                             self.broadcast(frame);
                         }
                     }

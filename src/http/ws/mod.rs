@@ -51,7 +51,11 @@ pub async fn doc_socket(
         app.limits.join_doc(id).map_err(|refusal| ApiError::Refused(app.limits.refused(refusal)))?;
     let session = Session {
         id,
-        peer: Peer { scope: access.scope, principal: principal(&app, &access, client) },
+        peer: Peer {
+            scope: access.scope,
+            principal: principal(&app, &access, client),
+            name: access.name.clone(),
+        },
         expires: access.expires.map(deadline),
         _seats: (parts.extensions.remove::<Arc<Seat>>(), doc_seat),
     };
