@@ -333,7 +333,7 @@ mod tests {
         text.insert(&mut doc.transact_mut(), 0, from);
         // Bo's cursor, just before "types".
         let offset = from.find("types").unwrap() as u32;
-        let cursor = text.sticky_index(&mut doc.transact_mut(), offset, Assoc::After).unwrap();
+        let cursor = text.sticky_index(&doc.transact_mut(), offset, Assoc::After).unwrap();
         let to = "FIRST paragraph, rewritten\n\nsecond paragraph, where Bo types\n\n";
         apply_edits(&doc, &diff(from, to)).unwrap();
         let txn = doc.transact();

@@ -471,3 +471,52 @@ async fn redis_with_sqlite_is_refused_at_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("needs Postgres"), "{stderr}");
 }
+
+/// Every instance that has a document open sees the end of the same burst of editing; one
+/// automatic version comes of it, naming the editors of every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_burst_edited_on_three_instances_makes_one_version() {
+    let test = "cluster::one_burst_edited_on_three_instances_makes_one_version";
+    let Some(Three { servers, redis: _redis, db: _db }) =
+        three(test, &[("TANDEM_VERSION_AFTER_IDLE", "600ms")]).await
+    else {
+        return;
+    };
+    let id = servers[0].create_doc("versions").await;
+    let mut clients = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let mut client = Client::connect(&server.ws_url(&id)).await;
+        client.synced().await;
+        client.set_awareness(json!({"user": {"name": format!("Editor {i}")}})).await;
+        clients.push(client);
+    }
+    // Editors on instances 0 and 1 take turns; instance 2 only watches.
+    for round in 0..4 {
+        let client = &mut clients[round % 2];
+        client.append(&format!("[{round}]")).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for client in &mut clients {
+        client.wait_until("every edit", |c| (0..4).all(|i| c.text().contains(&format!("[{i}]")))).await;
+    }
+    let list = |server: &Binary| {
+        let url = server.url(&format!("/api/docs/{id}/versions"));
+        async move {
+            let body: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            body["versions"].as_array().unwrap().clone()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while list(&servers[2]).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "no version was kept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Long enough for every instance to have kept (and merged) its own.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let versions = list(&servers[1]).await;
+    assert_eq!(versions.len(), 1, "{versions:#?}");
+    assert_eq!(versions[0]["editors"], json!(["Editor 0", "Editor 1"]));
+    let vid = versions[0]["id"].as_str().unwrap();
+    let url = servers[2].url(&format!("/api/docs/{id}/versions/{vid}/text"));
+    assert_eq!(reqwest::get(url).await.unwrap().text().await.unwrap(), clients[2].text());
+}

@@ -31,4 +31,5 @@ mod rfc6455;
 mod storage;
 mod sync;
 mod tls;
+mod versions;
 mod web;

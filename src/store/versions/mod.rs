@@ -250,7 +250,7 @@ mod tests {
             .iter()
             .map(|&(t, labelled)| Aged { id: VersionId::new(), created_at: at(t), labelled })
             .collect();
-        versions.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.created_at));
         let ids = versions.iter().map(|v| v.id).collect();
         (versions, ids)
     }
