@@ -71,9 +71,11 @@ async function history(t) {
   await panel.getByRole('button', { name: 'Name this version' }).click();
   await panel.getByLabel('Name this version').fill('Draft one');
   await panel.getByLabel('Name this version').press('Enter');
-  const named = panel.locator('.version-row').first();
-  await waitUntil('the named version on top of the list', async () => (await named.locator('.version-label').textContent({ timeout: 500 })) === 'Draft one');
-  const namedId = await named.getAttribute('data-id');
+  const top = panel.locator('.version-row').first();
+  await waitUntil('the named version on top of the list', async () => (await top.locator('.version-label').textContent({ timeout: 500 })) === 'Draft one');
+  // Held by its id: versions kept later go on top of it.
+  const namedId = await top.getAttribute('data-id');
+  const named = panel.locator(`.version-row[data-id="${namedId}"]`);
   const kept = (await versionsOf(server, doc.id)).find((v) => v.id === namedId);
   if (!kept || kept.label !== 'Draft one' || kept.reason !== 'request') throw new Error(`the server has the named version as ${JSON.stringify(kept)}`);
 
