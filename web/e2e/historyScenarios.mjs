@@ -177,7 +177,26 @@ async function historyAccess(t) {
   await screenshot(t.shots, 'history-access', [['editor', a], ['viewer', b]]);
 }
 
+/** More versions than one page: "Show older" reads the next. */
+async function historyPaging(t) {
+  const server = await t.ownServer('history-paging', IDLE);
+  const doc = await server.createDoc('A long history');
+  for (let i = 0; i < 55; i++) await server.api('POST', `/api/docs/${doc.id}/versions`, { label: `Step ${String(i).padStart(2, '0')}` });
+  const a = await openDoc(await t.context(...ALICE), t.watch, server.base, doc.id, 'alice');
+  const panel = await openHistory(a);
+  await waitUntil('the first page of 50', async () => (await panel.locator('.version-row').count()) === 50);
+  const labels = await panel.locator('.version-label').allTextContents();
+  if (labels[0] !== 'Step 54' || labels[49] !== 'Step 05') throw new Error(`the first page runs from ${labels[0]} to ${labels[49]}`);
+  await panel.getByRole('button', { name: 'Show older' }).click();
+  await waitUntil('all 55 versions', async () => (await panel.locator('.version-row').count()) === 55);
+  if (await panel.getByRole('button', { name: 'Show older' }).isVisible()) throw new Error('"Show older" is still offered at the oldest version');
+  const oldest = await panel.locator('.version-label').last().textContent();
+  if (oldest !== 'Step 00') throw new Error(`the oldest version listed is ${oldest}`);
+  await screenshot(t.shots, 'history-paging', [['alice', a]]);
+}
+
 export const HISTORY_SCENARIOS = [
   ['history', 'version history: kept after a pause and by name, previewed with its changes marked, restored in every open editor', history],
   ['history-access', 'version history in auth mode: a viewer reads it, an editor may also restore, only an admin deletes', historyAccess],
+  ['history-paging', 'version history: more versions than one page, "Show older" reads the rest', historyPaging],
 ];
