@@ -319,7 +319,7 @@ async fn each_action_on_versions_needs_its_scope() {
     let id = app.create_doc("scoped").await;
     let docs = Docs::parse(&id).unwrap();
     let secret = app.config.auth.auth_secret.clone().unwrap();
-    let named = |scope: Scope| crate::helpers::sign_named(&secret, docs.clone(), scope, "Grace");
+    let named = |scope: Scope| crate::helpers::sign_named(&secret, docs, scope, "Grace");
     let (read, write, admin) = (named(Scope::Read), named(Scope::Write), named(Scope::Admin));
 
     let mut writer = crate::helpers::Client::connect(&app.ws_url_with(&id, &write)).await;
