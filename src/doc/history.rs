@@ -32,6 +32,9 @@ pub(super) const TEXT_NAME: &str = "content";
 /// a correct but coarser one.
 const DIFF_DEADLINE: Duration = Duration::from_millis(500);
 
+/// How long the version kept as a document leaves memory may take.
+const LAST_WRITE: Duration = Duration::from_secs(1);
+
 /// Attempts at writing an automatic version before it is given up (logged).
 const WRITE_ATTEMPTS: u32 = 5;
 
@@ -167,11 +170,14 @@ impl History {
         });
     }
 
-    /// The automatic version of what the document holds, written before the actor stops.
+    /// The automatic version of what the document holds, written before the actor stops. One
+    /// attempt, bounded: the document itself is stored already, and a shutdown has a deadline.
     pub(super) async fn keep_now(&mut self, editors: Vec<String>, state: Vec<u8>) {
         let (store, version, within, retention) = self.auto_version(editors, state);
-        if let Err(err) = keep(&store, &version, within, retention).await {
-            tracing::warn!(error = %err, "could not keep a version before unloading");
+        match tokio::time::timeout(LAST_WRITE, keep(&store, &version, within, retention)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "could not keep a version before unloading"),
+            Err(_) => tracing::warn!("keeping a version before unloading took too long; skipped"),
         }
     }
 

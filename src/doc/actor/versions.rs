@@ -27,7 +27,9 @@ impl DocActor {
 
     /// Before the document leaves memory: keep a version of what changed since the last.
     pub(super) async fn keep_last_version(&mut self) {
-        if !self.history.is_dirty() || self.settings.versions.after_idle.is_none() {
+        // Not while the store fails: the document's own writes come first.
+        if !self.history.is_dirty() || self.settings.versions.after_idle.is_none() || !self.persist.is_clean()
+        {
             return;
         }
         let editors = self.editors();
