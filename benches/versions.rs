@@ -67,8 +67,10 @@ fn main() {
         }
         state = doc.transact().encode_state_as_update_v1(&StateVector::default());
         let text_len = text.get_string(&doc.transact()).len();
-        let sizes: Vec<usize> =
-            LEVELS.iter().map(|&level| zstd::bulk::compress(&state, level).expect("compresses").len()).collect();
+        let sizes: Vec<usize> = LEVELS
+            .iter()
+            .map(|&level| zstd::bulk::compress(&state, level).expect("compresses").len())
+            .collect();
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} |",
             i + 1,
