@@ -57,6 +57,11 @@ impl Fanout {
         self.subscribers.len()
     }
 
+    /// Every connection.
+    pub(super) fn conns(&self) -> Vec<ConnId> {
+        self.subscribers.keys().copied().collect()
+    }
+
     /// May this connection change the document?
     pub(super) fn can_write(&self, conn: ConnId) -> bool {
         self.subscribers.get(&conn).is_some_and(|s| s.peer.can_write())

@@ -196,8 +196,10 @@ impl History {
             state,
         };
         // Another instance's version of the same burst is at most a relay's delay away; two
-        // bursts' versions are at least `after_idle` apart.
-        let within = self.settings.after_idle.unwrap_or_default() / 2;
+        // versions of this document are at least `after_idle` or `every` apart (each counts
+        // from a change after the version before).
+        let apart = self.settings.after_idle.unwrap_or_default();
+        let within = self.settings.every.map_or(apart, |every| every.min(apart)) / 2;
         (self.store.clone(), version, within, self.settings.retention)
     }
 }

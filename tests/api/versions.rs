@@ -17,6 +17,7 @@ use crate::on_both_backends;
 
 on_both_backends!(
     a_burst_makes_one_version_and_a_pause_then_more_editing_another,
+    a_long_session_gets_a_version_at_least_every_interval,
     a_version_on_request_keeps_the_text_of_that_moment_exactly,
     a_restore_reaches_every_editor_live_and_leaves_other_cursors_in_place,
     a_restore_can_be_undone_by_restoring_the_version_before_it,
@@ -108,6 +109,41 @@ async fn a_burst_makes_one_version_and_a_pause_then_more_editing_another(backend
     // Created at, in RFC 3339, in order.
     let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v["created_at"].as_str().unwrap()).unwrap();
     assert!(at(&both[0]) > at(&both[1]));
+}
+
+async fn a_long_session_gets_a_version_at_least_every_interval(backend: Backend) {
+    // The pause never comes (30 s); the interval (600 ms) does, while the typing goes on.
+    let app = TestApp::spawn_with(backend, |config| {
+        config.version_after_idle = Duration::from_secs(30);
+        config.version_every = Duration::from_millis(600);
+    })
+    .await;
+    let id = app.create_doc("long session").await;
+    let mut client = app.client(&id).await;
+    client.synced().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut i = 0;
+    let kept = loop {
+        client.append(&format!("{i} ")).await;
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let kept = versions(&app, &id).await;
+        if kept.len() >= 2 {
+            break kept;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} versions while typing", kept.len());
+    };
+    client.settled().await;
+    // Each holds what was typed up to then: a beginning of the text now.
+    let now = client.text();
+    for version in &kept {
+        assert_eq!(version["reason"], "auto");
+        let text = version_text(&app, &id, version["id"].as_str().unwrap()).await;
+        assert!(!text.is_empty() && now.starts_with(&text), "{text:?} is not how {now:?} began");
+    }
+    let older = version_text(&app, &id, kept[1]["id"].as_str().unwrap()).await;
+    let newer = version_text(&app, &id, kept[0]["id"].as_str().unwrap()).await;
+    assert!(older.len() < newer.len(), "{older:?} then {newer:?}");
 }
 
 async fn a_version_on_request_keeps_the_text_of_that_moment_exactly(backend: Backend) {
@@ -354,7 +390,18 @@ async fn each_action_on_versions_needs_its_scope() {
         Scope::Admin,
         "X",
     );
-    assert_eq!(call(Method::GET, path, &other).await.unwrap().status(), 403);
+    assert_eq!(call(Method::GET, path.clone(), &other).await.unwrap().status(), 403);
+
+    // Grace edits after a version, and the server stops while she is connected: the version
+    // kept on the way out names her, from her token.
+    assert_eq!(call(Method::POST, path, &write).await.unwrap().status(), 201);
+    writer.append(" and more").await;
+    writer.settled().await;
+    let app = app.restart().await;
+    let last = versions(&app, &id).await.remove(0);
+    assert_eq!(last["reason"], "auto");
+    assert_eq!(last["editors"], json!(["Grace"]));
+    drop(writer);
 }
 
 /// Every input of the versions API fed garbage: a JSON error with a 4xx, and the server

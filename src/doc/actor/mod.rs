@@ -201,6 +201,9 @@ impl DocActor {
     /// whatever is still queued.
     async fn stop(mut self, exit: Exit) {
         self.inbox.close();
+        // The names of who edited, for the last version, before the connections go.
+        let conns = self.fanout.conns();
+        self.editors_leaving(&conns);
         // Deleted here: the other instances close their sockets too.
         let deleted_here = matches!(exit, Exit::Deleted(_));
         match exit {
