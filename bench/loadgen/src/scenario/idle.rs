@@ -38,6 +38,10 @@ pub struct Args {
     /// Seconds to wait after each step before reading the server's memory (awareness broadcasts settle).
     #[arg(long, default_value_t = 2.0)]
     pub settle: f64,
+    /// Seconds, after each step, over which the server's CPU is read while every connection idles (0: not read).
+    /// Over 30 s it spans a round of the server's pings to every connection.
+    #[arg(long, default_value_t = 0.0)]
+    pub quiet: f64,
 }
 
 pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
@@ -95,6 +99,15 @@ pub async fn run(ctx: &Ctx, args: &Args) -> Result<Figures> {
         let client_rss = system::own_rss_kib().unwrap_or(0).saturating_sub(client_rss_before);
         figures
             .insert(format!("client_kib_per_conn_{step}"), round(client_rss as f64 / step as f64, 2).into());
+        if args.quiet > 0.0 {
+            // CPU per idle connection: what the server spends on connections that only exist (pings, timers).
+            let cpu_before = system::process_cpu(pid)?;
+            tokio::time::sleep(Duration::from_secs_f64(args.quiet)).await;
+            let cpu = system::process_cpu(pid)?.saturating_sub(cpu_before).as_secs_f64();
+            let per_conn_min_us = cpu * 1e6 / (step - errors).max(1) as f64 / (args.quiet / 60.0);
+            figures.insert(format!("quiet_cpu_s_{step}"), round(cpu, 3).into());
+            figures.insert(format!("cpu_us_per_conn_min_{step}"), round(per_conn_min_us, 2).into());
+        }
     }
     figures.insert("errors".into(), errors.into());
     figures.insert("dropped_by_server".into(), dropped.load(Ordering::Relaxed).into());
