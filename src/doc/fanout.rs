@@ -13,6 +13,12 @@ use super::handle::{Close, ConnId, Peer};
 use super::outbox::Outbox;
 use super::protocol;
 
+/// Connections a broadcast frame is written to by the actor itself, at most (those whose
+/// socket takes it at once; the others' tasks write it). Each such write is a system call on
+/// the actor's thread: past this many, the rest of a frame's readers would wait for them, and
+/// the connection tasks spread the writes over the runtime's workers instead.
+const DIRECT_PER_FRAME: usize = 32;
+
 /// What a read-only connection is told the first time it tries to write.
 const READ_ONLY: &str = "read-only access: this connection may not change the document";
 
@@ -91,12 +97,12 @@ impl Fanout {
             return false;
         }
         tracing::info!(?conn, "refused a write from a read-only connection");
-        subscriber.outbox.push(protocol::encode_permission_denied(READ_ONLY)).is_err()
+        subscriber.outbox.push(protocol::encode_permission_denied(READ_ONLY), true).is_err()
     }
 
     /// Sends one frame to one connection. True when its queue was full (drop it).
     pub(super) fn send_to(&self, conn: ConnId, frame: Bytes) -> bool {
-        self.subscribers.get(&conn).is_some_and(|s| s.outbox.push(frame).is_err())
+        self.subscribers.get(&conn).is_some_and(|s| s.outbox.push(frame, true).is_err())
     }
 
     /// Sends the same bytes to every connection, the sender included (the protocol relies
@@ -104,8 +110,9 @@ impl Fanout {
     pub(super) fn broadcast(&self, frame: &Bytes) -> Vec<ConnId> {
         self.subscribers
             .iter()
-            .filter(|(_, s)| s.outbox.push(frame.clone()).is_err())
-            .map(|(conn, _)| *conn)
+            .enumerate()
+            .filter(|(i, (_, s))| s.outbox.push(frame.clone(), *i < DIRECT_PER_FRAME).is_err())
+            .map(|(_, (conn, _))| *conn)
             .collect()
     }
 

@@ -25,5 +25,5 @@ mod untrusted;
 
 pub use handle::{Close, ConnId, DocError, DocHandle, Peer, Restored, Subscription};
 pub use history::{Capture, Edit, VersionSettings, diff, text_of_state};
-pub use outbox::{Outbox, Taken};
+pub use outbox::{Outbox, Queue, Sink, Taken};
 pub use registry::{DocSettings, Registry};

@@ -63,7 +63,7 @@ struct Edge {
 /// The TCP stream, maybe wrapped in TLS. The TLS state is boxed: an upgraded socket keeps its
 /// stream for life, and inline the TLS variant (1,224 bytes of rustls state) would make
 /// every plain connection as large.
-type Stream = Either<TcpStream, Box<tokio_rustls::server::TlsStream<TcpStream>>>;
+pub(super) type Stream = Either<TcpStream, Box<tokio_rustls::server::TlsStream<TcpStream>>>;
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests in flight
 /// finish (for a while) and returns. Upgraded WebSockets live on in their own tasks.

@@ -359,9 +359,9 @@ impl DocActor {
     fn connect(&mut self, conn: ConnId, outbox: Arc<Outbox>, peer: Peer) {
         // The outbox is new and holds at least two frames: these pushes cannot fail.
         let sv = self.awareness.doc().transact().state_vector();
-        let _ = outbox.push(protocol::encode_step1(&sv));
+        let _ = outbox.push(protocol::encode_step1(&sv), true);
         if let Some(states) = presence::all_states(&self.awareness) {
-            let _ = outbox.push(states);
+            let _ = outbox.push(states, true);
         }
         self.fanout.add(conn, outbox, peer);
         tracing::debug!(connections = self.fanout.len(), "connected");

@@ -8,24 +8,99 @@
 //! frame are no sign of life.
 
 use std::collections::VecDeque;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::{Instant, Sleep, sleep_until};
+use tokio_rustls::server::TlsStream;
 
 use super::super::websocket::{self, Event, FrameError, FrameReader};
 use super::io::read;
 use super::limiter::RateLimiter;
 use crate::doc::protocol::{self, ProtocolError};
-use crate::doc::{Close, ConnId, DocHandle, Subscription, Taken};
+use crate::doc::{Close, ConnId, DocHandle, Outbox, Subscription, Taken};
 use crate::metrics::Metrics;
 
-/// The upgraded connection (a TCP or TLS stream underneath).
-pub(super) type Io = TokioIo<Upgraded>;
+/// The upgraded connection's socket, as the connection reads it (and writes it, but for
+/// plain TCP).
+pub(super) enum Io {
+    /// Plain TCP: the read half. The write half is the outbox's sink (see `TcpSink`).
+    Tcp(OwnedReadHalf),
+    /// TLS: read and written here.
+    Tls(Box<TlsStream<TcpStream>>),
+    /// A stream of a kind the listener does not make (none today): read and written here.
+    Upgraded(TokioIo<Upgraded>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Tls(io) => Pin::new(io).poll_read(cx, buf),
+            Self::Upgraded(io) => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+/// Plain TCP is written through the outbox's sink, never here.
+fn written_elsewhere<T>() -> Poll<io::Result<T>> {
+    Poll::Ready(Err(io::Error::new(io::ErrorKind::Unsupported, "written through the outbox")))
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(_) => written_elsewhere(),
+            Self::Tls(io) => Pin::new(io).poll_write(cx, buf),
+            Self::Upgraded(io) => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(_) => written_elsewhere(),
+            Self::Tls(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Self::Upgraded(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(_) => true,
+            Self::Tls(io) => io.is_write_vectored(),
+            Self::Upgraded(io) => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(_) => Poll::Ready(Ok(())),
+            Self::Tls(io) => Pin::new(io).poll_flush(cx),
+            Self::Upgraded(io) => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(_) => Poll::Ready(Ok(())),
+            Self::Tls(io) => Pin::new(io).poll_shutdown(cx),
+            Self::Upgraded(io) => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+}
 
 /// How often the server pings a connection, and how long it waits for any sign of life
 /// before it gives the connection up (a vanished peer does not close its socket).
@@ -94,6 +169,8 @@ pub(super) struct Connection {
     /// The payload of the latest ping not answered yet (RFC 6455 5.5.3: the latest will do).
     pending_pong: Option<Bytes>,
     throttled: bool,
+    /// Plain TCP: the outbox the socket is written through (by the actor too).
+    pub(super) direct: Option<Arc<Outbox>>,
 }
 
 impl Connection {
@@ -111,6 +188,15 @@ impl Connection {
             frame_started: None,
             pending_pong: None,
             throttled: false,
+            direct: None,
+        }
+    }
+
+    /// Bytes read before the connection was handed over (hyper's, past the handshake).
+    pub(super) fn feed(&mut self, read: &[u8]) {
+        if !read.is_empty() {
+            self.reader.feed(read, &mut self.events);
+            self.after_read();
         }
     }
 
@@ -145,10 +231,20 @@ impl Connection {
             if timer.deadline() != wake {
                 timer.as_mut().reset(wake);
             }
+            let direct = self.direct.is_some();
             tokio::select! {
                 biased;
-                taken = sub.outbox.take(&mut self.batch) => match taken {
+                taken = async {
+                    if direct {
+                        sub.outbox.write_queued().await
+                    } else {
+                        sub.outbox.take(&mut self.batch).await
+                    }
+                } => match taken {
                     Taken::Closed(reason) => return End::Close(reason),
+                    Taken::Broken => return End::Broken,
+                    // Written already, through the outbox's sink.
+                    Taken::Frames if direct => {}
                     Taken::Frames => {
                         if let Err(end) = self.write_batch(&sub.outbox).await {
                             return end;

@@ -18,20 +18,24 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Version, header};
 use axum::response::Response;
-use hyper::upgrade::OnUpgrade;
+use bytes::Bytes;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
+use tokio_util::either::Either;
 use tracing::Instrument;
 
 use self::connection::{Connection, End, Io};
+use self::io::TcpSink;
 use super::AppState;
 use super::access::{TokenFrom, authenticate};
 use super::docs::{DocIdPath, ensure_exists};
 use super::error::ApiError;
 use super::handshake;
 use super::limits::{DocSeat, Seat};
+use super::listener::Stream;
 use crate::auth::{Access, Scope};
-use crate::doc::Peer;
+use crate::doc::{Outbox, Peer};
 use crate::model::DocId;
 
 /// Refuses bad requests before the upgrade (the origin was checked on the way in), then
@@ -70,7 +74,7 @@ pub async fn doc_socket(
     connections.spawn(
         async move {
             match on_upgrade.await {
-                Ok(upgraded) => serve(app, session, TokioIo::new(upgraded)).await,
+                Ok(upgraded) => serve(app, session, upgraded).await,
                 Err(err) => tracing::debug!(error = %err, "upgrade failed"),
             }
         }
@@ -94,6 +98,22 @@ struct Session {
     expires: Option<Instant>,
     /// Its places within the connection caps, given back when it ends.
     _seats: (Option<Arc<Seat>>, DocSeat),
+}
+
+/// The upgraded socket as the connection uses it: plain TCP split into the read half and the
+/// sink its outbox writes through (see `doc::Outbox`), TLS whole; and the bytes hyper read
+/// past the handshake, which come first.
+fn open_socket(upgraded: Upgraded, settings: &Arc<SocketSettings>) -> (Io, Option<TcpSink>, Bytes) {
+    match upgraded.downcast::<TokioIo<Stream>>() {
+        Ok(parts) => match parts.io.into_inner() {
+            Either::Left(tcp) => {
+                let (read, write) = tcp.into_split();
+                (Io::Tcp(read), Some(TcpSink::new(write, Arc::clone(settings))), parts.read_buf)
+            }
+            Either::Right(tls) => (Io::Tls(tls), None, parts.read_buf),
+        },
+        Err(upgraded) => (Io::Upgraded(TokioIo::new(upgraded)), None, Bytes::new()),
+    }
 }
 
 /// Who a connection belongs to, for taking over one's own cursor from an older socket: the
@@ -121,9 +141,12 @@ fn check_handshake(method: &Method, version: Version, headers: &HeaderMap) -> Re
 /// One connection, for its whole life, in one task. The task is sized for its largest state,
 /// and every connection holds one even while idle: the steps that run once (joining,
 /// leaving, closing) are boxed so that only the pump sets the size.
-async fn serve(app: AppState, session: Session, io: Io) {
+async fn serve(app: AppState, session: Session, upgraded: Upgraded) {
     let settings = Arc::clone(&app.sockets);
+    let (io, sink, read) = open_socket(upgraded, &settings);
     let mut conn = Connection::new(io, Arc::clone(&settings));
+    conn.feed(&read);
+    drop(read);
     let id = session.id;
     let joined = Box::pin(app.registry.connect(id, settings.client_queue, session.peer.clone())).await;
     let (handle, sub) = match joined {
@@ -131,10 +154,21 @@ async fn serve(app: AppState, session: Session, io: Io) {
         Err(err) => {
             tracing::debug!(error = %err, "connection refused");
             settings.metrics.closed(err.close().code);
+            if let Some(sink) = sink {
+                // An outbox of its own, only to write the close through.
+                let outbox = Arc::new(Outbox::new(2));
+                outbox.attach(Box::new(sink));
+                conn.direct = Some(outbox);
+            }
             Box::pin(conn.close(err.close())).await;
             return;
         }
     };
+    if let Some(sink) = sink {
+        // Frames already queued (the first step 1) go out through it too.
+        sub.outbox.attach(Box::new(sink));
+        conn.direct = Some(Arc::clone(&sub.outbox));
+    }
     let metrics = &settings.metrics;
     metrics.connects.inc();
     metrics.connections.inc();
