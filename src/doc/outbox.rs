@@ -145,11 +145,6 @@ impl Outbox {
         self.state().stopped = true;
     }
 
-    /// Whether frames are written through a sink.
-    pub fn has_sink(&self) -> bool {
-        self.state().sink.is_some()
-    }
-
     /// Waits until there are frames or a close (connection side), then moves every queued
     /// frame into `into` (which must be empty) or reports the close. Without a sink only.
     pub async fn take(&self, into: &mut VecDeque<Bytes>) -> Taken {
@@ -188,7 +183,14 @@ impl Outbox {
     /// Writes a control frame (whole: header and payload) at the next frame boundary, with
     /// whatever is queued (connection side, with a sink).
     pub async fn write_control(&self, frame: Bytes) -> io::Result<()> {
-        self.state().queue.control = Some((frame, 0));
+        {
+            let mut state = self.state();
+            // One begun and not finished (its write timed out): another would cut into it.
+            if matches!(state.queue.control, Some((_, done)) if done > 0) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            state.queue.control = Some((frame, 0));
+        }
         let written = poll_fn(|cx| {
             let mut state = self.state();
             if state.queue.control.is_none() {
@@ -442,5 +444,19 @@ mod tests {
         socket.give(100);
         outbox.write_control(Bytes::from_static(b"<close>")).await.unwrap();
         assert_eq!(socket.written(), "AAAA<close>");
+    }
+
+    #[tokio::test]
+    async fn a_control_frame_begun_is_never_cut_into_by_another() {
+        let (outbox, socket) = with_socket(3);
+        let ping = outbox.write_control(Bytes::from_static(b"<ping>"));
+        // The socket took three bytes, then nothing: the write gives up.
+        assert!(tokio::time::timeout(std::time::Duration::from_millis(20), ping).await.is_err());
+        assert_eq!(socket.written(), "<pi");
+        let close = outbox.write_control(Bytes::from_static(b"<close>")).await;
+        assert_eq!(close.unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        socket.give(100);
+        assert_eq!(outbox.write_queued().await, Taken::Frames);
+        assert_eq!(socket.written(), "<ping>");
     }
 }
