@@ -14,9 +14,19 @@ use super::links;
 use crate::auth::{Access, Scope};
 use crate::model::{Doc, DocId, PageCursor, Title};
 
-/// Page size when the client does not ask for one, and the most it may ask for.
+/// Page size when the client does not ask for one, and the most it may ask for (every list of
+/// the API: documents, versions).
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
+
+/// The page size a `limit` query parameter asks for; 400 outside 1 to [`MAX_LIMIT`].
+pub fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    Ok(limit)
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -65,10 +75,7 @@ async fn list_docs(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<axum::Json<DocList>, ApiError> {
     access.allows_all(Scope::Admin)?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
-    }
+    let limit = page_limit(params.limit)?;
     let after = match params.cursor.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(raw.parse::<PageCursor>()?),

@@ -13,16 +13,12 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::docs::{DocIdPath, ensure_exists};
+use super::docs::{DocIdPath, ensure_exists, page_limit};
 use super::error::{ApiBytes, ApiError, ApiQuery, parse_json};
 use crate::auth::{Access, Scope};
 use crate::doc::{Restored, diff, text_of_state};
 use crate::model::{self, DocId, Label, Reason, Version, VersionCursor, VersionId};
 use crate::store::NewVersion;
-
-/// Page size when the client does not ask for one, and the most it may ask for.
-const DEFAULT_LIMIT: u32 = 50;
-const MAX_LIMIT: u32 = 500;
 
 /// Times a restore is tried again when the document changed between reading its state and
 /// applying the edits (someone typed in those milliseconds).
@@ -98,10 +94,7 @@ async fn list_versions(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<axum::Json<VersionList>, ApiError> {
     access.allows(id, Scope::Read)?;
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}")));
-    }
+    let limit = page_limit(params.limit)?;
     let after = match params.cursor.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(raw.parse::<VersionCursor>()?),

@@ -115,6 +115,24 @@ fn decompress(stored: &[u8], bytes: i64) -> Result<Vec<u8>, StoreError> {
     zstd::bulk::decompress(stored, capacity).map_err(StoreError::Compression)
 }
 
+/// `new` merged into `found`, another instance's version of the same burst whose stored state
+/// is `stored` (`bytes` before compression): the states merged as CRDT updates, the editors
+/// joined.
+fn merged_into(
+    found: &Version,
+    stored: &[u8],
+    bytes: i64,
+    new: &NewVersion,
+) -> Result<NewVersion, StoreError> {
+    let state = decompress(stored, bytes)?;
+    tracing::debug!(version = %found.id, "another instance kept this burst's version: merged into it");
+    Ok(NewVersion {
+        state: super::merge(&[state, new.state.clone()])?,
+        editors: union(&found.editors, &new.editors),
+        ..new.clone()
+    })
+}
+
 /// The union of two lists of names, sorted.
 fn union(a: &[String], b: &[String]) -> Vec<String> {
     let mut all: Vec<String> = a.iter().chain(b).cloned().collect();

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row as _};
 use uuid::Uuid;
 
-use super::{Aged, NewVersion, Row, decompress, union};
+use super::{Aged, NewVersion, Row, merged_into};
 use crate::model::{DocId, Version, VersionCursor, VersionId};
 use crate::store::StoreError;
 
@@ -94,13 +94,7 @@ pub(super) async fn keep_auto(
         Some(recent) => {
             let found = row(&recent)?.into_version()?;
             let stored: Vec<u8> = recent.try_get("state")?;
-            let state = decompress(&stored, recent.try_get("state_bytes")?)?;
-            let merged = NewVersion {
-                state: crate::store::merge(&[state, new.state.clone()])?,
-                editors: union(&found.editors, &new.editors),
-                ..new.clone()
-            };
-            tracing::debug!(version = %found.id, "another instance kept this burst's version: merged into it");
+            let merged = merged_into(&found, &stored, recent.try_get("state_bytes")?, new)?;
             replace(&mut *tx, doc, found.id, &merged, &merged.compressed()?)
                 .await?
                 .ok_or(StoreError::NotFound)?
